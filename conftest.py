@@ -1,0 +1,98 @@
+"""Fixtures shared by every app's tests: a real Queenbee server and real websocket workers.
+
+The server is a daphne subprocess on the test database (PostgreSQL + Redis when
+DATABASE_URL/REDIS_URL are set, else SQLite and the in-memory layer). Tests read
+the database directly through `db_access`; nothing is flushed between tests, so
+each test identifies its own rows (its workers' keys, its job ids).
+"""
+
+import time
+
+import httpx
+import openai
+import pytest
+from django.conf import settings
+
+from testkit.fake_worker import FakeWorker
+from testkit.server import QueenProcess, database_url
+
+BYPASS = "test-bypass-token"
+
+SERVER_ENV = {
+    "BYPASS_TOKEN": BYPASS,
+    "DEBUG": "true",
+    "QUEUE_TIMEOUT": "5",
+    "FIRST_TOKEN_TIMEOUT": "10",
+    "GAP_TIMEOUT": "10",
+    "RETRY_DELAY": "0.05",
+    "LOG_LEVEL": "WARNING",
+}
+
+
+@pytest.fixture(scope="session")
+def server_env(django_db_setup) -> dict[str, str]:
+    env = {**SERVER_ENV, "DATABASE_URL": database_url(settings.DATABASES["default"])}
+    if settings.REDIS_URL:
+        env["REDIS_URL"] = settings.REDIS_URL
+    return env
+
+
+@pytest.fixture(scope="session")
+def queen(server_env):
+    process = QueenProcess(server_env, name="test-queen").start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def db_access(django_db_blocker):
+    """Read and write the test database shared with the server (no flush afterwards)."""
+    with django_db_blocker.unblock():
+        yield
+
+
+def wait_for(predicate, *, timeout: float = 10, interval: float = 0.02, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def connection_count(identity: str) -> int:
+    from workers.models import Connection
+
+    return Connection.objects.filter(worker__identity=identity).count()
+
+
+@pytest.fixture
+def start_worker(queen, db_access):
+    """Start a fake worker (kwargs as FakeWorker) and wait until the server registered it."""
+    started: list[FakeWorker] = []
+
+    def start(url: str | None = None, **kwargs) -> FakeWorker:
+        worker = FakeWorker(url or queen.ws_url, **kwargs).start()
+        started.append(worker)
+        if worker.signed:
+            wait_for(lambda: connection_count(worker.identity) == 1, what="worker registration")
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+    for worker in started:
+        if worker.signed:
+            wait_for(lambda w=worker: connection_count(w.identity) == 0, what="worker removal")
+
+
+@pytest.fixture
+def client(queen) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{queen.url}/v1", api_key=BYPASS, max_retries=0, timeout=30)
+
+
+@pytest.fixture
+def http(queen) -> httpx.Client:
+    with httpx.Client(base_url=queen.url, headers={"Authorization": f"Bearer {BYPASS}"}, timeout=30) as c:
+        yield c

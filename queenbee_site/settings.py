@@ -1,0 +1,229 @@
+"""Queenbee settings, read from the environment (and an optional `.env` file).
+
+With nothing set, Queenbee runs on the embedded default: SQLite, the in-memory
+channel layer and local files. `DATABASE_URL` switches to PostgreSQL, `REDIS_URL`
+to channels-redis (and a Redis cache), so that many processes act as one.
+"""
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+if (BASE_DIR / ".env").is_file():
+    env.read_env(BASE_DIR / ".env")
+
+# --- Core ---------------------------------------------------------------------
+
+DEBUG = env.bool("DEBUG", default=True)
+# The development key only exists so the embedded default runs with nothing set;
+# a system check refuses it when DEBUG is off.
+DEV_SECRET_KEY = "django-insecure-queenbee-development-key-change-me"
+SECRET_KEY = env.str("SECRET_KEY", default=DEV_SECRET_KEY)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["*"] if DEBUG else [])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "rest_framework",
+    "workers",
+    "routing",
+    "stats",
+    "finetune",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "queenbee_site.urls"
+ASGI_APPLICATION = "queenbee_site.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+STATIC_URL = "static/"
+STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")
+
+# --- Database -----------------------------------------------------------------
+
+DATABASES = {
+    "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets the server and management commands (or a test process) read while
+    # another writes; IMMEDIATE transactions take the write lock up front, so two
+    # writers wait on `timeout` instead of failing with "database is locked".
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "test_db.sqlite3")}
+else:
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
+# --- Channel layer and cache --------------------------------------------------
+
+REDIS_URL = env.str("REDIS_URL", default="")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [REDIS_URL],
+                # A stream may queue many chunks for a slow reader; the default 100
+                # would drop frames of one busy reply channel.
+                "capacity": env.int("CHANNEL_CAPACITY", default=1000),
+                # Undelivered messages expire: a reply channel whose reader died
+                # must not grow forever.
+                "expiry": 60,
+            },
+        }
+    }
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+        }
+    }
+else:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "CONFIG": {"capacity": env.int("CHANNEL_CAPACITY", default=1000), "expiry": 60},
+        }
+    }
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# --- Files --------------------------------------------------------------------
+
+MEDIA_ROOT = env.path("MEDIA_ROOT", default=BASE_DIR / "media")
+MEDIA_URL = "media/"
+AWS_STORAGE_BUCKET_NAME = env.str("AWS_STORAGE_BUCKET_NAME", default="")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+if AWS_STORAGE_BUCKET_NAME:
+    STORAGES["default"] = {"BACKEND": "storages.backends.s3.S3Storage"}
+    AWS_S3_ENDPOINT_URL = env.str("AWS_S3_ENDPOINT_URL", default=None)
+    AWS_S3_REGION_NAME = env.str("AWS_S3_REGION_NAME", default=None)
+    AWS_DEFAULT_ACL = None
+    AWS_QUERYSTRING_AUTH = True
+
+# --- API ----------------------------------------------------------------------
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["routing.auth.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "routing.errors.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+
+# A shared token that authenticates without an API key row (as the original's
+# BYPASS_TOKEN). Empty disables it.
+BYPASS_TOKEN = env.str("BYPASS_TOKEN", default="")
+
+# Request bodies larger than this are refused before parsing (OpenAI itself caps
+# chat requests well below it).
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_REQUEST_BYTES", default=8 * 1024 * 1024)
+
+# --- Worker protocol ----------------------------------------------------------
+
+# Largest frame a worker may send. Image replies carry base64 PNGs (a few MB
+# each) and fine-tune chunks are 64 KiB raw; anything larger is garbage.
+WORKER_MAX_FRAME_BYTES = env.int("WORKER_MAX_FRAME_BYTES", default=32 * 1024 * 1024)
+# A worker must say who it is promptly; a socket that never sends its connect
+# message only holds a file descriptor.
+WORKER_CONNECT_TIMEOUT = env.float("WORKER_CONNECT_TIMEOUT", default=20.0)
+# Each process writes one heartbeat row this often (not one per connection, so
+# 10,000 idle workers cost one write).
+PROCESS_HEARTBEAT_INTERVAL = env.float("PROCESS_HEARTBEAT_INTERVAL", default=5.0)
+# A process whose heartbeat is older than this is dead: its connections are no
+# longer offered and are swept. Three missed beats, so a slow beat is not a death.
+PROCESS_GRACE = env.float("PROCESS_GRACE", default=20.0)
+# Name of this process in the registry. A restarted process with the same name
+# cleans up after its crashed predecessor.
+PROCESS_NAME = env.str("QUEENBEE_PROCESS_NAME", default="")
+
+# --- Routing timeouts ---------------------------------------------------------
+
+# Waiting in line for a busy worker. Long enough to absorb a burst, short enough
+# that a client is told "no capacity" before its own HTTP timeout.
+QUEUE_TIMEOUT = env.float("QUEUE_TIMEOUT", default=30.0)
+# First frame of a job. The original worker downloads and loads the model before
+# its first token, which takes minutes for a new model; the original's 10 s here
+# caused spurious retries. A request's `ft_timeout` overrides it.
+FIRST_TOKEN_TIMEOUT = env.float("FIRST_TOKEN_TIMEOUT", default=180.0)
+# Between two frames of a stream once tokens flow (the original's `ft_timeout`).
+GAP_TIMEOUT = env.float("GAP_TIMEOUT", default=30.0)
+# Whole job, non-stream and stream alike (the original's `timeout`, 120 s for
+# chat). A request's `timeout` overrides it.
+TOTAL_TIMEOUT = env.float("TOTAL_TIMEOUT", default=600.0)
+EMBEDDINGS_TIMEOUT = env.float("EMBEDDINGS_TIMEOUT", default=120.0)
+IMAGES_TIMEOUT = env.float("IMAGES_TIMEOUT", default=600.0)
+# A job whose caller left keeps its connection busy until the worker's last
+# frame. A worker that never finishes is disconnected after this long, so one
+# stuck job cannot hold a connection forever.
+DRAIN_TIMEOUT = env.float("DRAIN_TIMEOUT", default=600.0)
+# Pause before retrying on another worker (the original's 0.25 s): lets a worker
+# that just failed drop out of the registry first.
+RETRY_DELAY = env.float("RETRY_DELAY", default=0.25)
+
+# Models listed by /v1/models even when no connected worker advertises them.
+DEFAULT_MODELS = env.list(
+    "DEFAULT_MODELS",
+    default=[
+        "TheBloke/zephyr-7B-alpha-GGUF:Q4_K_S",
+        "TheBloke/Mistral-7B-Instruct-v0.1-GGUF:Q4_K_S",
+        "TheBloke/CodeLlama-13B-Instruct-GGUF:Q4_K_S",
+    ],
+)
+
+# --- Logging ------------------------------------------------------------------
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.channels.server": {"level": "WARNING"}},
+}

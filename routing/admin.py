@@ -1,0 +1,25 @@
+from django.contrib import admin, messages
+
+from .models import ApiKey, Job
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = ("name", "prefix", "is_active", "created_at")
+    fields = ("name", "is_active", "prefix", "created_at")
+    readonly_fields = ("prefix", "created_at")
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return super().save_model(request, obj, form, change)
+        key, raw = ApiKey.create_key(name=obj.name)
+        obj.pk, obj.prefix, obj.key_hash = key.pk, key.prefix, key.key_hash
+        messages.warning(request, f"The new key is {raw} — copy it now, it is not stored.")
+
+
+@admin.register(Job)
+class JobAdmin(admin.ModelAdmin):
+    list_display = ("public_id", "kind", "model", "status", "caller", "worker", "prompt_tokens", "completion_tokens", "total_seconds", "created_at")
+    list_filter = ("status", "kind", "stream")
+    search_fields = ("public_id", "model")
+    readonly_fields = [f.name for f in Job._meta.fields]

@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class RoutingConfig(AppConfig):
+    name = "routing"
+    verbose_name = "Routing"
+
+    def ready(self) -> None:
+        from . import checks  # noqa: F401  (registers the system checks)

@@ -1,0 +1,25 @@
+"""System checks for dangerous setting combinations."""
+
+from django.conf import settings
+from django.core.checks import Error, Warning, register
+
+
+@register()
+def check_channel_layer(app_configs, **kwargs):
+    backend = settings.CHANNEL_LAYERS["default"]["BACKEND"]
+    if not settings.DEBUG and backend.endswith("InMemoryChannelLayer"):
+        return [
+            Warning(
+                "The in-memory channel layer only works inside one process.",
+                hint="Set REDIS_URL so several Queenbee processes can act as one.",
+                id="queenbee.W001",
+            )
+        ]
+    return []
+
+
+@register(deploy=True)
+def check_secret_key(app_configs, **kwargs):
+    if not settings.DEBUG and settings.SECRET_KEY == settings.DEV_SECRET_KEY:
+        return [Error("SECRET_KEY is the development key while DEBUG is off.", hint="Set SECRET_KEY.", id="queenbee.E001")]
+    return []

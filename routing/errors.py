@@ -1,0 +1,126 @@
+"""OpenAI's error envelope, produced here and nowhere else.
+
+Services raise the ApiError subclasses below; views never build error bodies.
+Status codes follow DESIGN.md: 400 bad request, 401 bad key, 404 unknown object,
+429 over quota, 502 worker failed, 503 no worker can take it now, 504 timed out.
+"""
+
+from typing import Any
+
+from django.http import JsonResponse
+from rest_framework import exceptions as drf
+from rest_framework.response import Response
+
+
+class ApiError(Exception):
+    status = 500
+    type = "server_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+
+class InvalidRequest(ApiError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class Unauthorized(ApiError):
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class NotFound(ApiError):
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class NoWorkerAvailable(ApiError):
+    """No connected worker can serve the request, now or (with `code`) ever."""
+
+    status = 503
+    type = "service_unavailable"
+    code = "no_worker_available"
+
+
+class WorkerFailed(ApiError):
+    status = 502
+    type = "worker_error"
+    code = "worker_failed"
+
+
+class WorkerTimedOut(ApiError):
+    status = 504
+    type = "timeout"
+    code = "worker_timeout"
+
+
+def error_body(message: str, *, type: str, param: str | None = None, code: Any = None) -> dict:
+    return {"error": {"message": message, "type": type, "param": param, "code": code}}
+
+
+def api_error_body(exc: ApiError) -> dict:
+    return error_body(exc.message, type=exc.type, param=exc.param, code=exc.code)
+
+
+def _first_validation_error(detail: Any, path: str = "") -> tuple[str | None, str]:
+    """The first (field, message) of a DRF ValidationError detail, with dotted paths."""
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            field = key if key != "non_field_errors" else ""
+            return _first_validation_error(value, f"{path}.{field}".strip(".") if field else path)
+    if isinstance(detail, list) and detail:
+        first = next((d for d in detail if d), detail[0])
+        if isinstance(first, (dict, list)):
+            index = detail.index(first)
+            return _first_validation_error(first, f"{path}.{index}" if path else str(index))
+        return _first_validation_error(first, path)
+    return (path or None), str(detail)
+
+
+def exception_handler(exc: Exception, context: dict) -> Response | None:
+    """DRF's exception handler: every error leaves in OpenAI's envelope."""
+    if isinstance(exc, ApiError):
+        return Response(api_error_body(exc), status=exc.status)
+    if isinstance(exc, drf.ValidationError):
+        param, message = _first_validation_error(exc.detail)
+        text = f"{param}: {message}" if param else message
+        return Response(error_body(text, type="invalid_request_error", param=param), status=400)
+    if isinstance(exc, (drf.NotAuthenticated, drf.AuthenticationFailed)):
+        message = str(exc.detail) if isinstance(exc, drf.AuthenticationFailed) else (
+            "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'."
+        )
+        return Response(
+            error_body(message, type="invalid_request_error", code="invalid_api_key"), status=401
+        )
+    if isinstance(exc, drf.APIException):
+        kind = "invalid_request_error" if exc.status_code < 500 else "server_error"
+        response = Response(error_body(str(exc.detail), type=kind), status=exc.status_code)
+        if isinstance(exc, drf.Throttled) and exc.wait:
+            response["Retry-After"] = str(int(exc.wait) + 1)
+        return response
+    return None
+
+
+def json_error(status: int, message: str, *, type: str, code: Any = None) -> JsonResponse:
+    """For Django-level errors that never reach DRF (404 routes, 500s)."""
+    return JsonResponse(error_body(message, type=type, code=code), status=status)
+
+
+def handler404(request, exception=None) -> JsonResponse:
+    return json_error(404, f"Unknown URL: {request.method} {request.path}", type="invalid_request_error", code="unknown_url")
+
+
+def handler400(request, exception=None) -> JsonResponse:
+    return json_error(400, "Bad request.", type="invalid_request_error")
+
+
+def handler500(request) -> JsonResponse:
+    return json_error(500, "The server had an error while processing your request.", type="server_error")

@@ -1,0 +1,77 @@
+"""API keys and the record of every request served."""
+
+import hashlib
+import secrets
+
+from django.db import models
+
+KEY_PREFIX = "qb-"
+
+
+def hash_key(raw: str) -> str:
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
+
+
+class ApiKey(models.Model):
+    """A caller's key. Only its SHA-256 is stored; the key is shown once, at creation."""
+
+    name = models.CharField(max_length=200)
+    prefix = models.CharField(max_length=16, help_text="First characters, to tell keys apart.")
+    key_hash = models.CharField(max_length=64, unique=True)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @classmethod
+    def create_key(cls, *, name: str) -> tuple["ApiKey", str]:
+        """Create a key; returns the row and the raw key (the only time it exists)."""
+        raw = KEY_PREFIX + secrets.token_urlsafe(32)
+        key = cls.objects.create(name=name, prefix=raw[:8], key_hash=hash_key(raw))
+        return key, raw
+
+
+class Job(models.Model):
+    """One API request served (or not) by a worker."""
+
+    class Kind(models.TextChoices):
+        CHAT = "chat"
+        EMBEDDINGS = "embeddings"
+        IMAGES = "images"
+
+    class Status(models.TextChoices):
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELLED = "cancelled"  # the caller went away
+
+    public_id = models.CharField(max_length=64, unique=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    model = models.CharField(max_length=300)
+    model_size = models.FloatField(default=0)
+    stream = models.BooleanField(default=False)
+    api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL)
+    caller = models.CharField(max_length=64, blank=True, help_text="Key prefix or 'bypass'.")
+    worker = models.ForeignKey(
+        "workers.Worker", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=1)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    usage_estimated = models.BooleanField(default=False)
+    images = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    queue_seconds = models.FloatField(default=0)
+    first_token_seconds = models.FloatField(null=True, blank=True)
+    total_seconds = models.FloatField(default=0)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.public_id

@@ -1,0 +1,402 @@
+"""Serving one API request: choose a worker, run the job on it, shape the reply, record it.
+
+The flow (DESIGN.md "The flow of one request"): `open_job` claims a connection
+that fits (waiting in line if all are busy), sends the job and waits for its first
+frame. A worker that errors, times out or disconnects before its first frame is
+replaced once by a different worker. After the first frame the job is committed
+to that worker: a failure ends a stream with an error event.
+"""
+
+import asyncio
+import dataclasses
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+
+from workers.dispatch import AllBusy, FrameTimeout, JobHandle, Timeouts, WorkerGone, claim_job
+from workers.services import Need, NoWorkerFits
+
+from .auth import Caller
+from .errors import ApiError, InvalidRequest, NoWorkerAvailable, WorkerFailed, WorkerTimedOut
+from .model_names import IMAGE_SIZE, ModelName, parse_model
+from .models import Job
+
+log = logging.getLogger(__name__)
+
+# Characters per token when a worker reports no usage (OpenAI's rule of thumb);
+# such usage is marked estimated on the job.
+CHARS_PER_TOKEN = 4
+# Worker errors that mean the request itself is wrong (the model filter matches
+# no file or several): retrying elsewhere cannot help.
+CLIENT_ERROR_MARKERS = ("Multiple files match", "Can't find gguf", "specify a better filter")
+
+_background: set[asyncio.Task] = set()
+
+
+def in_background(coro) -> None:
+    """Run bookkeeping that must survive the request's cancellation."""
+    task = asyncio.create_task(coro)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+class WorkerErrorFrame(Exception):
+    """The worker answered `{"error": …}`."""
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    kind: str
+    openai_url: str
+    payload: dict[str, Any]
+    model: ModelName
+    need: Need
+    timeouts: Timeouts
+    caller: Caller
+    stream: bool = False
+    ends_with_marker: bool = False
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    estimated: bool = False
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+        }
+
+
+@dataclass
+class OpenedJob:
+    """A job whose worker has sent its first frame."""
+
+    spec: JobSpec
+    handle: JobHandle
+    frames: AsyncIterator[dict[str, Any]]
+    first: dict[str, Any]
+    attempts: int
+    public_id: str
+    created: int
+
+
+# --- Building a job -------------------------------------------------------------
+
+
+def build_spec(*, kind: str, openai_url: str, data: dict[str, Any], caller: Caller, capabilities: tuple[str, ...], size: float | None = None, total_default: float, stream: bool = False) -> JobSpec:
+    model = parse_model(data["model"])
+    gpu_filter = dict(data.get("gpu_filter") or {})
+    capabilities = tuple(dict.fromkeys((*capabilities, *gpu_filter.get("capabilities", ()))))
+    need = Need(
+        size=model.size if size is None else size,
+        model=model.cli_name,
+        capabilities=capabilities,
+        worker_kind=model.worker_kind,
+        min_version=gpu_filter.get("min_version", ""),
+        pubkey=gpu_filter.get("pubkey") or gpu_filter.get("worker_id", ""),
+        slug=gpu_filter.get("slug", ""),
+        user_id=gpu_filter.get("user_id", ""),
+    )
+    # The original sends the filter with the injected capabilities on to the worker.
+    payload = {**data, "gpu_filter": {**gpu_filter, "capabilities": list(capabilities)}}
+    timeouts = Timeouts(
+        first=data.get("ft_timeout") or settings.FIRST_TOKEN_TIMEOUT,
+        gap=data.get("ft_timeout") or settings.GAP_TIMEOUT,
+        total=data.get("timeout") or total_default,
+    )
+    return JobSpec(kind, openai_url, payload, model, need, timeouts, caller, stream, ends_with_marker=stream)
+
+
+def _error_from_frame(frame: dict[str, Any]) -> str:
+    error = frame.get("error")
+    if isinstance(error, dict):
+        error = error.get("message") or json.dumps(error)
+    return str(error)[:2000]
+
+
+async def open_job(spec: JobSpec, *, prefix: str) -> OpenedJob:
+    """Claim a worker, send the job, and wait for its first frame (one retry elsewhere)."""
+    failed_workers: set[int] = set()
+    last_error: ApiError | None = None
+    for attempt in (1, 2):
+        need = dataclasses.replace(spec.need, exclude_workers=frozenset(failed_workers))
+        try:
+            handle = await claim_job(need=need, queue_timeout=settings.QUEUE_TIMEOUT)
+        except NoWorkerFits as exc:
+            raise last_error or NoWorkerAvailable(str(exc), code="no_worker_fits") from None
+        except AllBusy:
+            raise last_error or NoWorkerAvailable(
+                "All workers that can serve this request are busy. Try again shortly.", code="all_workers_busy"
+            ) from None
+        payload = {**spec.payload, "model": spec.model.for_worker(is_web=handle.claim.is_web)}
+        await handle.send(
+            openai_url=spec.openai_url,
+            openai_req=payload,
+            ends_with_marker=spec.ends_with_marker,
+            max_seconds=spec.timeouts.total,
+        )
+        frames = handle.frames(spec.timeouts)
+        try:
+            first = await anext(frames)
+            if "error" in first:
+                raise WorkerErrorFrame(_error_from_frame(first))
+            if spec.ends_with_marker and not first:
+                raise WorkerErrorFrame("the worker ended the job without any output")
+        except WorkerErrorFrame as exc:
+            last_error = _client_or_worker_error(str(exc))
+        except WorkerGone as exc:
+            last_error = WorkerFailed(f"The worker failed before answering: {exc}.")
+        except FrameTimeout as exc:
+            last_error = WorkerTimedOut(f"Timed out: {exc}.")
+        else:
+            return OpenedJob(spec, handle, frames, first, attempt, f"{prefix}-{handle.job_id}", int(time.time()))
+        await handle.abandon()
+        in_background(record_job(spec=spec, handle=handle, public_id=f"{prefix}-{handle.job_id}", status=Job.Status.FAILED, error=last_error.message, attempts=attempt))
+        if isinstance(last_error, InvalidRequest):
+            raise last_error
+        failed_workers.add(handle.claim.worker_id)
+        await asyncio.sleep(settings.RETRY_DELAY)
+    raise last_error
+
+
+def _client_or_worker_error(message: str) -> ApiError:
+    if any(marker in message for marker in CLIENT_ERROR_MARKERS):
+        return InvalidRequest(f"The worker could not load this model: {message}", param="model", code="model_not_found")
+    return WorkerFailed(f"The worker failed: {message}")
+
+
+# --- Recording ----------------------------------------------------------------------
+
+
+async def record_job(*, spec: JobSpec, handle: JobHandle, public_id: str, status: str, error: str = "", attempts: int = 1, usage: Usage | None = None, images: int = 0) -> None:
+    usage = usage or Usage()
+    now = time.monotonic()
+    try:
+        await Job.objects.acreate(
+            public_id=public_id,
+            kind=spec.kind,
+            model=spec.model.name,
+            model_size=spec.need.size,
+            stream=spec.stream,
+            api_key_id=spec.caller.api_key_id,
+            caller=spec.caller.label,
+            worker_id=handle.claim.worker_id,
+            status=status,
+            error=error,
+            attempts=attempts,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            usage_estimated=usage.estimated,
+            images=images,
+            queue_seconds=handle.queue_seconds,
+            first_token_seconds=(handle.first_frame_at - handle.started_at) if handle.first_frame_at else None,
+            total_seconds=now - handle.started_at,
+        )
+    except Exception:  # the answer was delivered; a lost record must not break it
+        log.exception("could not record job %s", public_id)
+
+
+# --- Usage ------------------------------------------------------------------------------
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return ""
+
+
+def estimate_prompt_tokens(data: dict[str, Any]) -> int:
+    if "messages" in data:
+        text = "".join(_text_of(m.get("content")) for m in data["messages"])
+    else:
+        prompt = data.get("prompt") or data.get("input") or ""
+        text = prompt if isinstance(prompt, str) else "".join(prompt)
+    return max(1, len(text) // CHARS_PER_TOKEN)
+
+
+def usage_from(reply: dict[str, Any]) -> Usage | None:
+    usage = reply.get("usage")
+    if not isinstance(usage, dict):
+        return None
+    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens", 0)
+    if not isinstance(prompt, int) or not isinstance(completion, int) or prompt < 0 or completion < 0:
+        return None
+    return Usage(prompt, completion)
+
+
+# --- Chat -------------------------------------------------------------------------------
+
+
+def chat_spec(*, data: dict[str, Any], caller: Caller, openai_url: str = "/v1/chat/completions") -> JobSpec:
+    return build_spec(
+        kind=Job.Kind.CHAT,
+        openai_url=openai_url,
+        data=data,
+        caller=caller,
+        capabilities=("llama-infer",),
+        total_default=settings.TOTAL_TIMEOUT,
+        stream=bool(data.get("stream")),
+    )
+
+
+def shape_completion(reply: dict[str, Any], job: OpenedJob, *, object_name: str) -> tuple[dict[str, Any], Usage]:
+    choices = reply.get("choices")
+    if not isinstance(choices, list) or not choices:
+        raise WorkerFailed("The worker sent a malformed reply (no choices).")
+    usage = usage_from(reply)
+    if usage is None:
+        completion_text = "".join(
+            _text_of((c.get("message") or {}).get("content")) if isinstance(c, dict) and "message" in c else str(c.get("text", "")) if isinstance(c, dict) else ""
+            for c in choices
+        )
+        usage = Usage(estimate_prompt_tokens(job.spec.payload), max(0, len(completion_text) // CHARS_PER_TOKEN), estimated=True)
+    shaped = {
+        **reply,
+        "id": job.public_id,
+        "object": object_name,
+        "created": reply.get("created") if isinstance(reply.get("created"), int) else job.created,
+        "model": job.spec.model.name,
+        "usage": usage.as_dict(),
+    }
+    return shaped, usage
+
+
+async def complete(*, spec: JobSpec, prefix: str, object_name: str) -> dict[str, Any]:
+    """A non-stream chat or text completion."""
+    job = await open_job(spec, prefix=prefix)
+    try:
+        reply, usage = shape_completion(job.first, job, object_name=object_name)
+    except ApiError as exc:
+        in_background(record_job(spec=spec, handle=job.handle, public_id=job.public_id, status=Job.Status.FAILED, error=exc.message, attempts=job.attempts))
+        raise
+    in_background(record_job(spec=spec, handle=job.handle, public_id=job.public_id, status=Job.Status.SUCCEEDED, attempts=job.attempts, usage=usage))
+    return reply
+
+
+def sse(data: dict[str, Any] | str) -> str:
+    return f"data: {data if isinstance(data, str) else json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+class StreamRelay:
+    """Turns a worker's stream frames into OpenAI chunks and counts their tokens."""
+
+    def __init__(self, job: OpenedJob, *, object_name: str):
+        self.job = job
+        self.object_name = object_name
+        self.completion_tokens = 0
+        self.reported: Usage | None = None
+
+    def chunk(self, frame: dict[str, Any]) -> dict[str, Any]:
+        choices = frame.get("choices")
+        if not isinstance(choices, list):
+            raise WorkerFailed("The worker sent a malformed stream chunk.")
+        for choice in choices:
+            if not isinstance(choice, dict):
+                raise WorkerFailed("The worker sent a malformed stream chunk.")
+            if "message" in choice and "delta" not in choice:  # browser workers
+                choice["delta"] = choice.pop("message")
+            delta = choice.get("delta") or {}
+            if isinstance(delta, dict) and delta.get("content") or choice.get("text"):
+                self.completion_tokens += 1  # llama.cpp streams one token per chunk
+        self.reported = usage_from(frame) or self.reported
+        frame.pop("usage", None)
+        return {**frame, "id": self.job.public_id, "object": self.object_name, "created": self.job.created, "model": self.job.spec.model.name}
+
+    def usage(self) -> Usage:
+        if self.reported:
+            return self.reported
+        return Usage(estimate_prompt_tokens(self.job.spec.payload), self.completion_tokens, estimated=True)
+
+
+async def stream(*, spec: JobSpec, prefix: str, object_name: str) -> AsyncIterator[str]:
+    """Open the job (errors before the first token raise, so the view can answer
+    with a status code), then return the server-sent events of the rest."""
+    job = await open_job(spec, prefix=prefix)
+    return _relay(job, StreamRelay(job, object_name=object_name))
+
+
+async def _relay(job: OpenedJob, relay: StreamRelay) -> AsyncIterator[str]:
+    status, error = Job.Status.CANCELLED, ""
+    try:
+        frame = job.first
+        while frame:  # `{}` ends the stream
+            if "error" in frame:
+                raise WorkerFailed(f"The worker failed mid-stream: {_error_from_frame(frame)}")
+            yield sse(relay.chunk(frame))
+            frame = await anext(job.frames, {})
+        include_usage = (job.spec.payload.get("stream_options") or {}).get("include_usage")
+        if include_usage:
+            yield sse({"id": job.public_id, "object": relay.object_name, "created": job.created, "model": job.spec.model.name, "choices": [], "usage": relay.usage().as_dict()})
+        yield sse("[DONE]")
+        status = Job.Status.SUCCEEDED
+    except (WorkerGone, FrameTimeout, ApiError) as exc:
+        api_error = exc if isinstance(exc, ApiError) else (
+            WorkerTimedOut(f"Timed out: {exc}.") if isinstance(exc, FrameTimeout) else WorkerFailed(f"The worker disconnected mid-stream: {exc}.")
+        )
+        status, error = Job.Status.FAILED, api_error.message
+        yield sse({"error": {"message": api_error.message, "type": api_error.type, "param": None, "code": api_error.code}})
+    finally:
+        in_background(_finish(job, status=status, error=error, usage=relay.usage()))
+
+
+async def _finish(job: OpenedJob, *, status: str, error: str, usage: Usage) -> None:
+    await job.handle.abandon()
+    await record_job(spec=job.spec, handle=job.handle, public_id=job.public_id, status=status, error=error, attempts=job.attempts, usage=usage)
+
+
+# --- Embeddings and images ------------------------------------------------------------------
+
+
+def embeddings_spec(*, data: dict[str, Any], caller: Caller) -> JobSpec:
+    model = parse_model(data["model"])
+    capabilities = ("fast-embed",) if model.kind == "fastembed" else ("llama-infer",)
+    return build_spec(kind=Job.Kind.EMBEDDINGS, openai_url="/v1/embeddings", data=data, caller=caller, capabilities=capabilities, total_default=settings.EMBEDDINGS_TIMEOUT)
+
+
+async def embeddings(*, spec: JobSpec) -> dict[str, Any]:
+    job = await open_job(spec, prefix="embd")
+    reply = job.first
+    data = reply.get("data")
+    if not isinstance(data, list) or not all(isinstance(d, dict) and "embedding" in d for d in data):
+        in_background(record_job(spec=spec, handle=job.handle, public_id=job.public_id, status=Job.Status.FAILED, error="malformed embeddings reply", attempts=job.attempts))
+        raise WorkerFailed("The worker sent a malformed embeddings reply.")
+    usage = usage_from(reply) or Usage(estimate_prompt_tokens(spec.payload), 0, estimated=True)
+    in_background(record_job(spec=spec, handle=job.handle, public_id=job.public_id, status=Job.Status.SUCCEEDED, attempts=job.attempts, usage=usage))
+    return {
+        "object": "list",
+        "data": [{"object": "embedding", "index": d.get("index", i), "embedding": d["embedding"]} for i, d in enumerate(data)],
+        "model": spec.model.name,
+        "usage": {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.prompt_tokens},
+    }
+
+
+def images_spec(*, data: dict[str, Any], caller: Caller) -> JobSpec:
+    return build_spec(kind=Job.Kind.IMAGES, openai_url="/v1/images/generations", data=data, caller=caller, capabilities=("sdxl",), size=IMAGE_SIZE, total_default=settings.IMAGES_TIMEOUT)
+
+
+async def images(*, spec: JobSpec) -> dict[str, Any]:
+    job = await open_job(spec, prefix="img")
+    reply = job.first
+    data = reply.get("data")
+    if not isinstance(data, list) or not all(isinstance(d, dict) and ("b64_json" in d or "url" in d) for d in data):
+        in_background(record_job(spec=spec, handle=job.handle, public_id=job.public_id, status=Job.Status.FAILED, error="malformed images reply", attempts=job.attempts))
+        raise WorkerFailed("The worker sent a malformed images reply.")
+    in_background(record_job(spec=spec, handle=job.handle, public_id=job.public_id, status=Job.Status.SUCCEEDED, attempts=job.attempts, images=len(data)))
+    created = reply.get("created") if isinstance(reply.get("created"), int) else job.created
+    return {"created": created, "data": data}
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex

@@ -1,0 +1,13 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("v1/chat/completions", views.ChatCompletionsView.as_view()),
+    path("v1/completions", views.CompletionsView.as_view()),
+    path("v1/embeddings", views.EmbeddingsView.as_view()),
+    path("v1/images/generations", views.ImagesView.as_view()),
+    path("v1/models", views.ModelsView.as_view()),
+    path("v1/models/<path:model_id>", views.ModelDetailView.as_view()),
+    path("worker/stats", views.WorkerStatsView.as_view()),
+]

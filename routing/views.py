@@ -1,0 +1,80 @@
+"""The OpenAI-compatible endpoints. Each view validates, calls one service, renders."""
+
+from adrf.views import APIView
+from asgiref.sync import sync_to_async
+from django.http import StreamingHttpResponse
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+
+from . import selectors, services
+from .errors import NotFound
+from .serializers import ChatCompletionSerializer, CompletionSerializer, EmbeddingsSerializer, ImagesSerializer
+
+
+def validated(serializer_class, request) -> dict:
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def event_stream(events) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(events, content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # nginx must not buffer tokens
+    return response
+
+
+class ChatCompletionsView(APIView):
+    async def post(self, request):
+        data = validated(ChatCompletionSerializer, request)
+        spec = services.chat_spec(data=data, caller=request.user)
+        if spec.stream:
+            return event_stream(await services.stream(spec=spec, prefix="chatcmpl", object_name="chat.completion.chunk"))
+        return Response(await services.complete(spec=spec, prefix="chatcmpl", object_name="chat.completion"))
+
+
+class CompletionsView(APIView):
+    async def post(self, request):
+        data = validated(CompletionSerializer, request)
+        spec = services.chat_spec(data=data, caller=request.user, openai_url="/v1/completions")
+        if spec.stream:
+            return event_stream(await services.stream(spec=spec, prefix="cmpl", object_name="text_completion"))
+        return Response(await services.complete(spec=spec, prefix="cmpl", object_name="text_completion"))
+
+
+class EmbeddingsView(APIView):
+    async def post(self, request):
+        data = validated(EmbeddingsSerializer, request)
+        return Response(await services.embeddings(spec=services.embeddings_spec(data=data, caller=request.user)))
+
+
+class ImagesView(APIView):
+    async def post(self, request):
+        data = validated(ImagesSerializer, request)
+        return Response(await services.images(spec=services.images_spec(data=data, caller=request.user)))
+
+
+def model_entry(name: str) -> dict:
+    return {"id": name, "object": "model", "created": 0, "owned_by": name.split("/")[0] if "/" in name else "queenbee"}
+
+
+class ModelsView(APIView):
+    async def get(self, request):
+        names = await sync_to_async(selectors.advertised_models)()
+        return Response({"object": "list", "data": [model_entry(n) for n in names]})
+
+
+class ModelDetailView(APIView):
+    async def get(self, request, model_id: str):
+        names = await sync_to_async(selectors.advertised_models)()
+        if model_id not in names:
+            raise NotFound(f"The model '{model_id}' does not exist or no worker offers it.", param="model", code="model_not_found")
+        return Response(model_entry(model_id))
+
+
+class WorkerStatsView(APIView):
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    async def get(self, request):
+        return Response(await sync_to_async(selectors.worker_counts)())

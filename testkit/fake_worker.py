@@ -1,0 +1,213 @@
+"""A scripted worker that speaks the original workerbee protocol over a real websocket.
+
+It sends the connect message exactly as the original worker builds it (field order,
+units, signature recipe of reference §2.2), then serves one job at a time: for each
+job envelope it runs its script, which yields what to do next:
+
+  dict         send it as a JSON text frame
+  str          send it as a raw text frame (garbage, on purpose)
+  bytes        send a binary frame
+  Delay(s)     sleep
+  Disconnect() close the socket
+"""
+
+import base64
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+from workers.signature import public_key_b64, sign_connect_message
+
+
+@dataclass(frozen=True)
+class Delay:
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Disconnect:
+    pass
+
+
+Action = dict | str | bytes | Delay | Disconnect
+Script = Callable[[dict[str, Any]], Iterable[Action]]
+
+
+def chat_reply(text: str = "Hello from the worker", *, prompt_tokens: int = 7) -> dict[str, Any]:
+    """What llama-cpp-python answers to a non-stream chat request."""
+    return {
+        "id": "chatcmpl-worker",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": "/models/model.gguf",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(text.split()), "total_tokens": prompt_tokens + len(text.split())},
+    }
+
+
+def stream_chunks(tokens: list[str]) -> list[dict[str, Any]]:
+    """The chunks llama-cpp-python streams: role first, one token each, then finish."""
+    base = {"id": "chatcmpl-worker", "object": "chat.completion.chunk", "created": int(time.time()), "model": "/models/model.gguf"}
+    chunks = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}]}]
+    chunks += [{**base, "choices": [{"index": 0, "delta": {"content": t}, "finish_reason": None}]} for t in tokens]
+    chunks.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    return chunks
+
+
+def default_script(job: dict[str, Any]) -> Iterable[Action]:
+    """Answer every job type the way the original worker does."""
+    url, req = job["openai_url"], job["openai_req"]
+    if url == "/v1/embeddings":
+        inputs = req["input"] if isinstance(req["input"], list) else [req["input"]]
+        yield {
+            "object": "list",
+            "model": req["model"],
+            "data": [{"object": "embedding", "embedding": [0.1 * (i + 1), 0.2, 0.3], "index": i} for i in range(len(inputs))],
+            "usage": {"prompt_tokens": 3 * len(inputs), "total_tokens": 3 * len(inputs)},
+        }
+    elif url == "/v1/images/generations":
+        png = base64.b64encode(b"\x89PNG\r\n\x1a\nfake").decode()
+        yield {"created": int(time.time()), "data": [{"b64_json": png}] * req.get("n", 1)}
+    elif req.get("stream"):
+        yield from stream_chunks(["Hello", " from", " the", " worker"])
+        yield {}
+    else:
+        yield chat_reply()
+
+
+def connect_message(
+    *,
+    privkey: bytes | None,
+    capabilities: list[str],
+    version: str,
+    gpu_memory_mib: float,
+    ram_bytes: int,
+    disk_mib: int,
+    models: list[str],
+    slug: str,
+    auth_key: str,
+    ln_address: str,
+) -> dict[str, Any]:
+    """The original worker's connect message, in its wire order, signed before the GPUs are filled in."""
+    msg: dict[str, Any] = {
+        "worker_version": version,
+        "capabilities": capabilities,
+        "pubkey": public_key_b64(privkey) if privkey else "",
+        "slug": slug,
+        "sig": "",
+        "ln_url": ln_address,
+        "ln_address": ln_address,
+        "auth_key": auth_key,
+        "cpu_count": 16,
+        "disk_space": disk_mib,
+        "vram": ram_bytes,
+        "nv_gpu_count": None,
+        "nv_driver_version": None,
+        "nv_gpus": [],
+        "cl_driver_version": None,
+        "cl_gpus": [],
+        "web_gpus": [],
+        "models": models,
+    }
+    if privkey:
+        msg["sig"] = sign_connect_message(msg, privkey)
+    if gpu_memory_mib:
+        msg["nv_gpu_count"] = 1
+        msg["nv_driver_version"] = "535.104.05"
+        msg["nv_gpus"] = [{"name": "nvidia fake", "uuid": "GPU-fake", "memory": float(gpu_memory_mib), "clock": 400, "clock_unit": "MHz"}]
+    return msg
+
+
+@dataclass
+class FakeWorker:
+    url: str
+    script: Script = default_script
+    capabilities: list[str] = field(default_factory=lambda: ["llama-infer"])
+    version: str = "0.3.1"
+    gpu_memory_mib: float = 24576.0
+    ram_bytes: int = 64_000_000_000
+    disk_mib: int = 512_000
+    models: list[str] = field(default_factory=list)
+    slug: str = ""
+    auth_key: str = ""
+    ln_address: str = "DONT_PAY_ME"
+    signed: bool = True
+    privkey: bytes = field(default_factory=lambda: os.urandom(32))
+    jobs: list[dict[str, Any]] = field(default_factory=list)
+    close_code: int | None = None
+    close_reason: str = ""
+
+    def __post_init__(self) -> None:
+        self._thread: threading.Thread | None = None
+        self._ws = None
+        self._stop = threading.Event()
+        self.connected = threading.Event()
+
+    @property
+    def pubkey(self) -> str:
+        return public_key_b64(self.privkey) if self.signed else ""
+
+    @property
+    def identity(self) -> str:
+        return f"{self.pubkey}:{self.slug}" if self.slug else self.pubkey
+
+    def message(self) -> dict[str, Any]:
+        return connect_message(
+            privkey=self.privkey if self.signed else None,
+            capabilities=self.capabilities,
+            version=self.version,
+            gpu_memory_mib=self.gpu_memory_mib,
+            ram_bytes=self.ram_bytes,
+            disk_mib=self.disk_mib,
+            models=self.models,
+            slug=self.slug,
+            auth_key=self.auth_key,
+            ln_address=self.ln_address,
+        )
+
+    def start(self, first_frame: str | bytes | None = None) -> "FakeWorker":
+        self._ws = connect(self.url, open_timeout=10, max_size=None)
+        self._ws.send(first_frame if first_frame is not None else json.dumps(self.message(), ensure_ascii=False))
+        self.connected.set()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+        return self
+
+    def send(self, frame: Action) -> None:
+        self._ws.send(frame if isinstance(frame, (str, bytes)) else json.dumps(frame))
+
+    def _serve(self) -> None:
+        try:
+            for text in self._ws:
+                job = json.loads(text)
+                self.jobs.append(job)
+                for action in self.script(job):
+                    if isinstance(action, Delay):
+                        time.sleep(action.seconds)
+                    elif isinstance(action, Disconnect):
+                        self._ws.close()
+                        return
+                    else:
+                        self.send(action)
+        except ConnectionClosed:
+            pass
+        finally:
+            if self._ws.close_code is not None:
+                self.close_code = self._ws.close_code
+                self.close_reason = self._ws.close_reason or ""
+
+    def wait_closed(self, timeout: float = 10) -> None:
+        self._thread.join(timeout)
+
+    def stop(self) -> None:
+        if self._ws is not None:
+            self._ws.close()
+        if self._thread is not None:
+            self._thread.join(5)

@@ -1,0 +1,83 @@
+"""Run real Queenbee server processes (daphne) for tests and benchmarks."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def database_url(db_settings: dict) -> str:
+    """A DATABASE_URL for Django's database settings (as pytest-django left them)."""
+    if db_settings["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db_settings['NAME']}"
+    user = db_settings.get("USER") or "postgres"
+    password = f":{db_settings['PASSWORD']}" if db_settings.get("PASSWORD") else ""
+    host = db_settings.get("HOST") or "127.0.0.1"
+    port = db_settings.get("PORT") or 5432
+    return f"postgres://{user}{password}@{host}:{port}/{db_settings['NAME']}"
+
+
+class QueenProcess:
+    """One daphne process serving queenbee_site.asgi on a free port."""
+
+    def __init__(self, env: dict[str, str], *, name: str, port: int | None = None):
+        self.port = port or free_port()
+        self.name = name
+        self.env = {**os.environ, **env, "QUEENBEE_PROCESS_NAME": name, "PYTHONUNBUFFERED": "1"}
+        self.proc: subprocess.Popen | None = None
+        self.log_path = ROOT / "tmp" / f"{name}.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/worker"
+
+    def start(self, timeout: float = 30) -> "QueenProcess":
+        self.log_path.parent.mkdir(exist_ok=True)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "queenbee_site.asgi:application"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited; see {self.log_path}")
+            try:
+                if httpx.get(f"{self.url}/worker/stats", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name} did not start in {timeout}s; see {self.log_path}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)

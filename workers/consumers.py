@@ -1,0 +1,171 @@
+"""The `/worker` websocket: one consumer per connected worker.
+
+It only translates. The first frame is the connect message (§2 of the
+reference); after that, jobs arrive from the channel layer and are forwarded
+as `{"openai_url", "openai_req"}`, and the worker's frames are relayed to the
+job's reply channel until the job's last frame, when the connection is freed.
+Protocol errors are raised as ProtocolError and become one close reason here.
+"""
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+
+from channels.db import database_sync_to_async
+from channels.exceptions import ChannelFull
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from . import events, services
+from .liveness import registry
+from .protocol import ProtocolError, decode_frame, parse_connect_message
+from .signature import BadSignature, verify_connect_signature
+
+log = logging.getLogger(__name__)
+
+CLOSE_BAD_SIGNATURE = 4001
+CLOSE_BAD_CONNECT = 4002
+CLOSE_TIMEOUT = 4008
+CLOSE_GOING_AWAY = 1001
+
+
+@dataclass
+class ActiveJob:
+    job_id: str
+    reply_channel: str
+    ends_with_marker: bool
+    abandoned: bool = False
+    timer: asyncio.Task | None = None
+
+    def is_last(self, frame: dict) -> bool:
+        """A single-reply job ends with its reply; a stream with `{}` or an error frame."""
+        if not self.ends_with_marker:
+            return True
+        return not frame or ("error" in frame and "status" not in frame)
+
+
+class WorkerConsumer(AsyncWebsocketConsumer):
+    connection_id: int | None = None
+    process_id: int | None = None
+    job: ActiveJob | None = None
+    connect_timer: asyncio.Task | None = None
+
+    async def connect(self) -> None:
+        await self.accept()
+        self.connect_timer = asyncio.create_task(self._close_after(settings.WORKER_CONNECT_TIMEOUT, "no connect message"))
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        try:
+            frame = decode_frame(text_data, bytes_data, max_bytes=settings.WORKER_MAX_FRAME_BYTES)
+            if self.connection_id is None:
+                await self.register(frame)
+            else:
+                await self.relay(frame, text_data if text_data is not None else json.dumps(frame))
+        except ProtocolError as exc:
+            if self.connection_id is None:
+                await self.close(code=exc.code, reason=exc.reason)
+            else:
+                # Garbage from a registered worker is counted (and punished by
+                # stats), never relayed and never fatal to the connection.
+                await database_sync_to_async(services.count_frames)(connection_id=self.connection_id, bad=1)
+
+    async def register(self, frame: dict) -> None:
+        info = parse_connect_message(frame)
+        if info.pubkey or info.sig:
+            try:
+                verify_connect_signature(frame)
+            except BadSignature as exc:
+                raise ProtocolError(f"bad signature: {exc}", code=CLOSE_BAD_SIGNATURE) from None
+        self.process_id = await registry.ensure()
+        try:
+            _, self.connection_id = await database_sync_to_async(services.register_connection)(
+                process_id=self.process_id, channel_name=self.channel_name, info=info
+            )
+        except services.ProcessGone:
+            await registry.forget(self.process_id)
+            raise ProtocolError("coordinator restarting, connect again", code=1012) from None
+        self.connect_timer.cancel()
+        await self.channel_layer.group_add(events.process_group(self.process_id), self.channel_name)
+        await self.channel_layer.group_send(events.WAITERS_GROUP, events.wake())
+
+    async def relay(self, frame: dict, text: str) -> None:
+        job = self.job
+        if job is None:
+            if "busy" in frame and len(frame) == 1:
+                await database_sync_to_async(services.set_away)(connection_id=self.connection_id, away=bool(frame["busy"]))
+            else:
+                # A late frame of a finished job: never delivered to a later one.
+                await database_sync_to_async(services.count_frames)(connection_id=self.connection_id, stray=1)
+            return
+        last = job.is_last(frame)
+        if not job.abandoned:
+            await self._reply(job, events.frame(job_id=job.job_id, text=text, last=last))
+        if last:
+            await self.finish_job()
+
+    async def finish_job(self) -> None:
+        job, self.job = self.job, None
+        if job.timer:
+            job.timer.cancel()
+        await database_sync_to_async(services.release_connection)(connection_id=self.connection_id, job_id=job.job_id)
+        await self.channel_layer.group_send(events.WAITERS_GROUP, events.wake())
+
+    async def worker_job(self, event: dict) -> None:
+        """A claimed job: forward it to the worker."""
+        if self.job is not None or self.connection_id is None:
+            await self._reply_to(event["reply_channel"], events.gone(job_id=event["job_id"], reason="connection not ready"))
+            return
+        self.job = ActiveJob(event["job_id"], event["reply_channel"], event["ends_with_marker"])
+        # Whatever the caller does, a job that outlives its own deadline plus the
+        # drain allowance means a stuck worker: drop it.
+        self.job.timer = asyncio.create_task(
+            self._close_after(event["max_seconds"] + settings.DRAIN_TIMEOUT, "job took too long", job_id=event["job_id"])
+        )
+        await self.send(text_data=json.dumps({"openai_url": event["openai_url"], "openai_req": event["openai_req"]}))
+
+    async def worker_cancel(self, event: dict) -> None:
+        """The caller left: keep the connection busy until the worker's last frame."""
+        if self.job is not None and self.job.job_id == event["job_id"]:
+            self.job.abandoned = True
+            self.job.timer.cancel()
+            self.job.timer = asyncio.create_task(
+                self._close_after(settings.DRAIN_TIMEOUT, "abandoned job never finished", job_id=self.job.job_id)
+            )
+
+    async def worker_close(self, event: dict) -> None:
+        await self.close(code=event["code"], reason=event["reason"])
+
+    async def queue_wake(self, event: dict) -> None:
+        """Not for us (consumers are not waiters); ignore."""
+
+    async def disconnect(self, code: int) -> None:
+        if self.connect_timer:
+            self.connect_timer.cancel()
+        if self.job and self.job.timer:
+            self.job.timer.cancel()
+        if self.connection_id is None:
+            return
+        await self.channel_layer.group_discard(events.process_group(self.process_id), self.channel_name)
+        # The row knows the job even if its message had not reached us yet.
+        job_id, reply_channel = await database_sync_to_async(services.unregister_connection)(connection_id=self.connection_id)
+        self.connection_id = None
+        if job_id and reply_channel:
+            await self._reply_to(reply_channel, events.gone(job_id=job_id, reason="the worker disconnected"))
+
+    async def _reply(self, job: ActiveJob, message: dict) -> None:
+        if not await self._reply_to(job.reply_channel, message):
+            job.abandoned = True
+
+    async def _reply_to(self, channel: str, message: dict) -> bool:
+        try:
+            await self.channel_layer.send(channel, message)
+            return True
+        except ChannelFull:
+            log.warning("reply channel full; dropping the rest of the job's frames")
+            return False
+
+    async def _close_after(self, seconds: float, reason: str, *, job_id: str | None = None) -> None:
+        await asyncio.sleep(seconds)
+        if job_id is None or (self.job is not None and self.job.job_id == job_id):
+            await self.close(code=CLOSE_TIMEOUT, reason=reason)

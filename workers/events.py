@@ -1,0 +1,61 @@
+"""The channel-layer vocabulary between API requests and worker consumers.
+
+Every message crossing the channel layer is built here and holds only JSON-safe
+values (channels-redis serialises with msgpack; the in-memory layer does not, so
+tests round-trip these through JSON). The `type` picks the handler: "worker.job"
+runs `WorkerConsumer.worker_job`.
+
+To a worker consumer (its channel name is on its Connection row):
+  worker.job     a job to forward to the worker
+  worker.cancel  the caller left: drain the job, relay nothing more
+  worker.close   close the socket (process shutting down, registry lost)
+To a request's reply channel:
+  job.frame      one worker frame of the job, `last` when the job is over
+  job.gone       the worker disconnected (or was dropped) before its last frame
+  queue.wake     a connection was freed somewhere: try to claim again
+"""
+
+from typing import Any
+
+WAITERS_GROUP = "queenbee-waiters"
+JOB_FRAME = "job.frame"
+JOB_GONE = "job.gone"
+
+
+def process_group(process_id: int) -> str:
+    """All worker consumers of one process."""
+    return f"queenbee-process-{process_id}"
+
+
+def job(
+    *, job_id: str, reply_channel: str, openai_url: str, openai_req: dict[str, Any], ends_with_marker: bool, max_seconds: float
+) -> dict[str, Any]:
+    return {
+        "type": "worker.job",
+        "job_id": job_id,
+        "reply_channel": reply_channel,
+        "openai_url": openai_url,
+        "openai_req": openai_req,
+        "ends_with_marker": ends_with_marker,
+        "max_seconds": max_seconds,
+    }
+
+
+def cancel(*, job_id: str) -> dict[str, Any]:
+    return {"type": "worker.cancel", "job_id": job_id}
+
+
+def close(*, code: int, reason: str) -> dict[str, Any]:
+    return {"type": "worker.close", "code": code, "reason": reason}
+
+
+def frame(*, job_id: str, text: str, last: bool) -> dict[str, Any]:
+    return {"type": JOB_FRAME, "job_id": job_id, "text": text, "last": last}
+
+
+def gone(*, job_id: str, reason: str) -> dict[str, Any]:
+    return {"type": JOB_GONE, "job_id": job_id, "reason": reason}
+
+
+def wake() -> dict[str, Any]:
+    return {"type": "queue.wake"}

@@ -1,0 +1,214 @@
+"""The original worker's wire protocol: frame decoding and the connect message.
+
+Pure: no Django. Everything a worker sends is hostile until parsed here; a
+problem raises ProtocolError, which the consumer turns into one close reason.
+"""
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_CAPABILITIES = ("llama-infer",)
+MAX_STRING = 1024
+MAX_LIST = 1024
+MAX_DEPTH = 32
+
+
+class ProtocolError(Exception):
+    """A worker broke the protocol. `code` is the websocket close code to use."""
+
+    def __init__(self, reason: str, *, code: int = 4002):
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+
+
+def decode_frame(text: str | None, data: bytes | None, *, max_bytes: int) -> dict[str, Any]:
+    """Parse one worker frame: a text frame holding one JSON object."""
+    if text is None:
+        if data is None:
+            raise ProtocolError("empty frame")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ProtocolError("frame is not UTF-8 text") from None
+    if len(text) > max_bytes:
+        raise ProtocolError(f"frame larger than {max_bytes} bytes", code=4009)
+    try:
+        frame = json.loads(text)
+    except (ValueError, RecursionError):
+        raise ProtocolError("frame is not JSON") from None
+    if not isinstance(frame, dict):
+        raise ProtocolError("frame is not a JSON object")
+    return frame
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    name: str | None
+    uuid: str | None
+    memory: float | None
+    clock: int | None
+    clock_unit: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "uuid": self.uuid,
+            "memory": self.memory,
+            "clock": self.clock,
+            "clock_unit": self.clock_unit,
+        }
+
+
+@dataclass(frozen=True)
+class ConnectInfo:
+    """A parsed connect message (reference §2), with the units it arrives in."""
+
+    worker_version: str
+    capabilities: tuple[str, ...]
+    pubkey: str
+    slug: str
+    sig: str
+    ln_address: str
+    auth_key: str
+    cpu_count: int
+    disk_space_mib: int
+    ram_bytes: int  # the original's misnamed `vram`
+    nv_gpu_count: int | None
+    nv_driver_version: str | None
+    nv_gpus: tuple[GpuInfo, ...]
+    cl_driver_version: str | None
+    cl_gpus: tuple[GpuInfo, ...]
+    web_gpus: tuple[GpuInfo, ...]
+    models: tuple[str, ...]
+
+    @property
+    def identity(self) -> str:
+        """`pubkey[:slug]`, or "" for a worker without a key."""
+        if not self.pubkey:
+            return ""
+        return f"{self.pubkey}:{self.slug}" if self.slug else self.pubkey
+
+    @property
+    def is_web(self) -> bool:
+        return self.worker_version == "web" or bool(self.web_gpus)
+
+    @property
+    def gpu_memory_mib(self) -> float:
+        """Usable GPU memory: NVIDIA (MiB) or else OpenCL (MB), as the original compares."""
+        nv = sum(g.memory or 0 for g in self.nv_gpus)
+        cl = sum(g.memory or 0 for g in self.cl_gpus)
+        web = sum(g.memory or 0 for g in self.web_gpus)
+        return float(max(nv, cl, web))
+
+    @property
+    def gpu_count(self) -> int:
+        return max(len(self.nv_gpus), len(self.cl_gpus), len(self.web_gpus))
+
+    @property
+    def version_key(self) -> str:
+        return version_key(self.worker_version)
+
+
+_VERSION = re.compile(r"^\d{1,6}(\.\d{1,6}){0,3}$")
+
+
+def version_key(version: str) -> str:
+    """A string that sorts like the dotted version ("" when not dotted ints)."""
+    if not _VERSION.match(version):
+        return ""
+    parts = [int(p) for p in version.split(".")] + [0, 0, 0]
+    return ".".join(f"{p:06d}" for p in parts[:4])
+
+
+def _str(msg: dict, key: str, default: str = "") -> str:
+    value = msg.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise ProtocolError(f"connect message: {key} must be a string")
+    if len(value) > MAX_STRING:
+        raise ProtocolError(f"connect message: {key} is too long")
+    return value
+
+
+def _opt_str(msg: dict, key: str) -> str | None:
+    return _str(msg, key) if msg.get(key) is not None else None
+
+
+def _int(msg: dict, key: str, *, optional: bool = False) -> int | None:
+    value = msg.get(key)
+    if value is None:
+        return None if optional else 0
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or value > 2**62:
+        raise ProtocolError(f"connect message: {key} must be a non-negative number")
+    return int(value)
+
+
+def _str_list(msg: dict, key: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+    value = msg.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, list) or len(value) > MAX_LIST:
+        raise ProtocolError(f"connect message: {key} must be a list of at most {MAX_LIST} strings")
+    if not all(isinstance(v, str) and len(v) <= MAX_STRING for v in value):
+        raise ProtocolError(f"connect message: {key} must hold strings")
+    return tuple(value)
+
+
+def _gpus(msg: dict, key: str) -> tuple[GpuInfo, ...]:
+    value = msg.get(key)
+    if value is None:
+        return ()
+    if not isinstance(value, list) or len(value) > 64:
+        raise ProtocolError(f"connect message: {key} must be a list of at most 64 GPUs")
+    gpus = []
+    for item in value:
+        if not isinstance(item, dict):
+            raise ProtocolError(f"connect message: {key} entries must be objects")
+        memory = item.get("memory")
+        clock = item.get("clock")
+        if memory is not None and (isinstance(memory, bool) or not isinstance(memory, (int, float))):
+            raise ProtocolError(f"connect message: {key}.memory must be a number")
+        if memory is not None and not 0 <= memory < 2**40:
+            raise ProtocolError(f"connect message: {key}.memory is out of range")
+        if clock is not None and (isinstance(clock, bool) or not isinstance(clock, (int, float))):
+            raise ProtocolError(f"connect message: {key}.clock must be a number")
+        gpus.append(
+            GpuInfo(
+                name=_opt_str(item, "name"),
+                uuid=_opt_str(item, "uuid"),
+                memory=float(memory) if memory is not None else None,
+                clock=int(clock) if clock is not None else None,
+                clock_unit=_opt_str(item, "clock_unit"),
+            )
+        )
+    return tuple(gpus)
+
+
+def parse_connect_message(msg: dict[str, Any]) -> ConnectInfo:
+    """Validate the first frame a worker sends. Missing fields take the original's defaults."""
+    if "openai_req" in msg or "cpu_count" not in msg and "worker_version" not in msg:
+        raise ProtocolError("first frame must be the connect message")
+    capabilities = _str_list(msg, "capabilities", DEFAULT_CAPABILITIES) or DEFAULT_CAPABILITIES
+    return ConnectInfo(
+        worker_version=_str(msg, "worker_version"),
+        capabilities=capabilities,
+        pubkey=_str(msg, "pubkey"),
+        slug=_str(msg, "slug"),
+        sig=_str(msg, "sig"),
+        ln_address=_str(msg, "ln_address") or _str(msg, "ln_url"),
+        auth_key=_str(msg, "auth_key"),
+        cpu_count=_int(msg, "cpu_count") or 0,
+        disk_space_mib=_int(msg, "disk_space") or 0,
+        ram_bytes=_int(msg, "vram") or 0,
+        nv_gpu_count=_int(msg, "nv_gpu_count", optional=True),
+        nv_driver_version=_opt_str(msg, "nv_driver_version"),
+        nv_gpus=_gpus(msg, "nv_gpus"),
+        cl_driver_version=_opt_str(msg, "cl_driver_version"),
+        cl_gpus=_gpus(msg, "cl_gpus"),
+        web_gpus=_gpus(msg, "web_gpus"),
+        models=_str_list(msg, "models"),
+    )

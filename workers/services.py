@@ -1,0 +1,229 @@
+"""Registering worker sockets and handing their connections to jobs.
+
+A connection is claimed with one compare-and-set UPDATE (`state='free'` →
+`'busy'`), so two requests in any processes can never get the same one: the
+database decides who won. It is released only by the consumer that holds the
+socket, after the worker's last frame of the job.
+"""
+
+import hashlib
+import uuid
+from dataclasses import dataclass, field
+
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from . import choice
+from .liveness import live_connections
+from .models import Connection, ServerProcess, Worker
+from .protocol import ConnectInfo, version_key
+
+# Free candidates fetched per claim. Enough to rank well; bounded so 10,000 idle
+# workers do not turn every request into a table scan shipped to Python.
+CANDIDATE_LIMIT = 64
+# RAM a CPU-only worker needs per unit of model size (GB of weights plus context).
+CPU_RAM_BYTES_PER_SIZE = 1.2e9
+# The original's RAM requirement for GPU workers, 75 MB per unit: the weights live in VRAM.
+GPU_RAM_BYTES_PER_SIZE = 7.5e7
+
+
+class NoWorkerFits(Exception):
+    """No connected worker could serve this job, even if it were free."""
+
+
+class ProcessGone(Exception):
+    """This process's registry row vanished; register the process again."""
+
+
+def hash_secret(value: str) -> str:
+    return hashlib.sha256(value.encode("utf-8")).hexdigest() if value else ""
+
+
+@dataclass(frozen=True)
+class Need:
+    """What a job needs from a worker."""
+
+    size: float
+    model: str = ""
+    capabilities: tuple[str, ...] = ("llama-infer",)
+    worker_kind: str = "cli"  # cli | web | any
+    min_version: str = ""
+    pubkey: str = ""
+    slug: str = ""
+    user_id: str = ""
+    exclude_workers: frozenset[int] = field(default_factory=frozenset)
+    gpu_factor: float = 1.0  # fine-tuning needs several times the inference memory
+
+    @property
+    def gpu_mib(self) -> float:
+        return self.size * 1000 * self.gpu_factor
+
+    @property
+    def disk_mib(self) -> float:
+        return self.size * 1500
+
+    def describe(self) -> str:
+        parts = [f"capabilities {', '.join(self.capabilities)}"]
+        if self.size:
+            parts.append(f"about {self.gpu_mib:.0f} MiB of GPU memory and {self.disk_mib:.0f} MiB of disk")
+        if self.min_version:
+            parts.append(f"worker version >= {self.min_version}")
+        for key in ("pubkey", "slug", "user_id"):
+            if getattr(self, key):
+                parts.append(f"{key} as given in gpu_filter")
+        if self.worker_kind == "web":
+            parts.append("a browser worker")
+        return "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class Claim:
+    connection_id: int
+    channel_name: str
+    worker_id: int
+    is_web: bool
+    already_loaded: bool
+
+
+def register_connection(*, process_id: int, channel_name: str, info: ConnectInfo) -> tuple[int, int]:
+    """Store the worker and its live connection; returns (worker_id, connection_id)."""
+    identity = info.identity or f"anon-{uuid.uuid4().hex}"
+    defaults = {
+        "pubkey": info.pubkey,
+        "slug": info.slug,
+        "ephemeral": not info.identity,
+        "owner_key_hash": hash_secret(info.auth_key),
+        "payout_address": info.ln_address,
+        "worker_version": info.worker_version,
+        "capabilities": list(info.capabilities),
+        "cpu_count": info.cpu_count,
+        "ram_bytes": info.ram_bytes,
+        "disk_space_mib": info.disk_space_mib,
+        "gpus": {
+            "nv_gpu_count": info.nv_gpu_count,
+            "nv_driver_version": info.nv_driver_version,
+            "nv_gpus": [g.as_dict() for g in info.nv_gpus],
+            "cl_driver_version": info.cl_driver_version,
+            "cl_gpus": [g.as_dict() for g in info.cl_gpus],
+            "web_gpus": [g.as_dict() for g in info.web_gpus],
+        },
+        "gpu_count": info.gpu_count,
+        "advertised_models": list(info.models),
+    }
+    try:
+        with transaction.atomic():
+            worker, _ = Worker.objects.update_or_create(identity=identity, defaults=defaults)
+            connection = Connection.objects.create(
+                worker=worker,
+                process_id=process_id,
+                channel_name=channel_name,
+                capabilities_text=Connection.capabilities_to_text(info.capabilities),
+                version_key=info.version_key,
+                is_web=info.is_web,
+                gpu_memory_mib=info.gpu_memory_mib,
+                ram_bytes=info.ram_bytes,
+                disk_space_mib=info.disk_space_mib,
+                advertised_models=list(info.models),
+                current_model=info.models[0] if info.models else "",
+            )
+    except IntegrityError:
+        if not ServerProcess.objects.filter(pk=process_id).exists():
+            raise ProcessGone() from None
+        raise
+    return worker.pk, connection.pk
+
+
+def unregister_connection(*, connection_id: int) -> tuple[str, str]:
+    """Forget a closed socket. Returns the (job_id, reply_channel) it was claimed for, if any."""
+    with transaction.atomic():
+        row = (
+            Connection.objects.filter(pk=connection_id)
+            .values_list("job_id", "reply_channel", "worker_id", "worker__ephemeral")
+            .first()
+        )
+        if row is None:
+            return "", ""
+        job_id, reply_channel, worker_id, ephemeral = row
+        Connection.objects.filter(pk=connection_id).delete()
+        if ephemeral:
+            Worker.objects.filter(pk=worker_id, connections__isnull=True).delete()
+    return job_id, reply_channel
+
+
+def fitting_connections(need: Need):
+    """Live connections that could serve `need` (free or not), filtered by the database."""
+    qs = live_connections()
+    for capability in need.capabilities:
+        qs = qs.filter(capabilities_text__contains=f",{capability},")
+    if need.min_version:
+        qs = qs.filter(version_key__gte=version_key(need.min_version) or "~").exclude(version_key="")
+    if need.pubkey:
+        qs = qs.filter(Q(worker__pubkey=need.pubkey) | Q(worker__identity=need.pubkey))
+    if need.slug:
+        qs = qs.filter(worker__slug=need.slug)
+    if need.user_id:
+        qs = qs.filter(worker__owner_key_hash=hash_secret(f"uid:{need.user_id}"))
+    if need.exclude_workers:
+        qs = qs.exclude(worker_id__in=need.exclude_workers)
+    if need.worker_kind == "web":
+        return qs.filter(is_web=True, ram_bytes__gt=need.size * GPU_RAM_BYTES_PER_SIZE)
+    if need.worker_kind == "cli":
+        qs = qs.filter(is_web=False)
+    gpu_fit = Q(gpu_memory_mib__gt=need.gpu_mib / 1.2, ram_bytes__gt=need.size * GPU_RAM_BYTES_PER_SIZE)
+    cpu_fit = Q(gpu_memory_mib=0, ram_bytes__gt=need.size * CPU_RAM_BYTES_PER_SIZE)
+    web_fit = Q(is_web=True, ram_bytes__gt=need.size * GPU_RAM_BYTES_PER_SIZE)
+    disk_fit = Q(disk_space_mib__gt=need.disk_mib) | Q(is_web=True)
+    return qs.filter((gpu_fit | cpu_fit | web_fit) & disk_fit)
+
+
+def claim_connection(*, need: Need, job_id: str, reply_channel: str) -> Claim | None:
+    """Claim the best free connection for `need`.
+
+    Returns None when fitting connections exist but all are busy (wait and try
+    again); raises NoWorkerFits when none could ever serve it.
+    """
+    fitting = fitting_connections(need)
+    rows = fitting.filter(state=Connection.State.FREE).values_list(
+        "pk", "channel_name", "worker_id", "is_web", "gpu_memory_mib", "current_model", "advertised_models"
+    )[:CANDIDATE_LIMIT]
+    candidates = [choice.Candidate(r[0], r[1], r[2], r[3], r[4], r[5], tuple(r[6] or ())) for r in rows]
+    if not candidates:
+        if fitting.exists():
+            return None
+        raise NoWorkerFits(f"No connected worker can serve this request: it needs {need.describe()}.")
+    now = timezone.now()
+    for c in choice.rank(candidates, gpu_needed_mib=need.gpu_mib, model=need.model):
+        won = Connection.objects.filter(pk=c.connection_id, state=Connection.State.FREE).update(
+            state=Connection.State.BUSY,
+            job_id=job_id,
+            reply_channel=reply_channel,
+            busy_since=now,
+            current_model=need.model or c.current_model,
+        )
+        if won:
+            return Claim(c.connection_id, c.channel_name, c.worker_id, c.is_web, c.current_model == need.model)
+    return None
+
+
+def release_connection(*, connection_id: int, job_id: str) -> bool:
+    """Free a connection after its job's last frame. Only the job that holds it can."""
+    return bool(
+        Connection.objects.filter(pk=connection_id, job_id=job_id).update(
+            state=Connection.State.FREE, job_id="", reply_channel="", busy_since=None
+        )
+    )
+
+
+def set_away(*, connection_id: int, away: bool) -> None:
+    """A browser worker's {"busy": bool} frame, honoured only while it has no job."""
+    frm, to = (Connection.State.FREE, Connection.State.AWAY) if away else (Connection.State.AWAY, Connection.State.FREE)
+    Connection.objects.filter(pk=connection_id, state=frm, job_id="").update(state=to)
+
+
+def count_frames(*, connection_id: int, stray: int = 0, bad: int = 0) -> None:
+    from django.db.models import F
+
+    Connection.objects.filter(pk=connection_id).update(
+        stray_frames=F("stray_frames") + stray, bad_frames=F("bad_frames") + bad
+    )
