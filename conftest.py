@@ -30,8 +30,26 @@ SERVER_ENV = {
 
 
 @pytest.fixture(scope="session")
+def django_db_setup(django_test_environment, django_db_blocker):
+    """Create the test database for the server processes.
+
+    pytest-django only creates databases for tests marked `django_db`; ours talk
+    to a server process instead, so the database is created here explicitly.
+    """
+    from django.test.utils import setup_databases, teardown_databases
+
+    with django_db_blocker.unblock():
+        config = setup_databases(verbosity=0, interactive=False, aliases={"default"})
+    yield
+    with django_db_blocker.unblock():
+        teardown_databases(config, verbosity=0)
+
+
+@pytest.fixture(scope="session")
 def server_env(django_db_setup) -> dict[str, str]:
-    env = {**SERVER_ENV, "DATABASE_URL": database_url(settings.DATABASES["default"])}
+    from django.db import connections
+
+    env = {**SERVER_ENV, "DATABASE_URL": database_url(connections["default"].settings_dict)}
     if settings.REDIS_URL:
         env["REDIS_URL"] = settings.REDIS_URL
     return env

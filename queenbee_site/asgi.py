@@ -10,7 +10,10 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from queenbee_site import daphne_compat  # noqa: E402
 from workers.routing import websocket_urlpatterns  # noqa: E402
+
+daphne_compat.install()
 
 application = ProtocolTypeRouter(
     {

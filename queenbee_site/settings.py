@@ -105,7 +105,10 @@ if REDIS_URL:
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [REDIS_URL],
+                # redis-py 5+ defaults socket_timeout to 5 s, the same as the
+                # layer's 5 s blocking pop, so an idle receive would time out and
+                # kill its consumer; reads must outlast the pop.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 15, "socket_connect_timeout": 5}],
                 # A stream may queue many chunks for a slow reader; the default 100
                 # would drop frames of one busy reply channel.
                 "capacity": env.int("CHANNEL_CAPACITY", default=1000),

@@ -5,11 +5,14 @@ Status codes follow DESIGN.md: 400 bad request, 401 bad key, 404 unknown object,
 429 over quota, 502 worker failed, 503 no worker can take it now, 504 timed out.
 """
 
+import logging
 from typing import Any
 
 from django.http import JsonResponse
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
+
+log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
@@ -74,8 +77,9 @@ def _first_validation_error(detail: Any, path: str = "") -> tuple[str | None, st
     """The first (field, message) of a DRF ValidationError detail, with dotted paths."""
     if isinstance(detail, dict):
         for key, value in detail.items():
-            field = key if key != "non_field_errors" else ""
-            return _first_validation_error(value, f"{path}.{field}".strip(".") if field else path)
+            if key == "non_field_errors":
+                return _first_validation_error(value, path)
+            return _first_validation_error(value, f"{path}.{key}" if path else str(key))
     if isinstance(detail, list) and detail:
         first = next((d for d in detail if d), detail[0])
         if isinstance(first, (dict, list)):
@@ -106,12 +110,17 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         if isinstance(exc, drf.Throttled) and exc.wait:
             response["Retry-After"] = str(int(exc.wait) + 1)
         return response
-    return None
+    log.exception("unhandled error in %s", context.get("view").__class__.__name__, exc_info=exc)
+    return Response(error_body("The server had an error while processing your request.", type="server_error"), status=500)
 
 
 def json_error(status: int, message: str, *, type: str, code: Any = None) -> JsonResponse:
     """For Django-level errors that never reach DRF (404 routes, 500s)."""
     return JsonResponse(error_body(message, type=type, code=code), status=status)
+
+
+def unknown_url(request, *args, **kwargs) -> JsonResponse:
+    return handler404(request)
 
 
 def handler404(request, exception=None) -> JsonResponse:

@@ -50,7 +50,7 @@ class QueenProcess:
 
     def start(self, timeout: float = 30) -> "QueenProcess":
         self.log_path.parent.mkdir(exist_ok=True)
-        log = open(self.log_path, "ab")
+        log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "queenbee_site.asgi:application"],
             cwd=ROOT,

@@ -112,7 +112,10 @@ async def claim_job(*, need: Need, queue_timeout: float) -> JobHandle:
     AllBusy if the ones that could stayed busy past the deadline.
     """
     layer = get_channel_layer()
-    reply_channel = await layer.new_channel("queenbee.reply.")
+    # The default prefix matters: channels-redis pops all of a process's
+    # "specific." channels from one Redis key under one lock; a custom prefix
+    # would be a second key that nobody pops while a consumer holds the lock.
+    reply_channel = await layer.new_channel()
     job_id = uuid.uuid4().hex
     claim_once = database_sync_to_async(claim_connection)
     started = time.monotonic()
