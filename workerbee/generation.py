@@ -1,0 +1,144 @@
+"""Token generation on a loaded llama.cpp model, one token at a time.
+
+llama-cpp-python's `create_completion` streams text but reports no usage when
+streaming, and may merge several tokens into one chunk, so its chunks cannot be
+counted. This loop drives `Llama.generate` itself so that both the streamed and
+the whole reply carry the exact number of tokens sampled, and so that a worker
+shutting down can stop between two tokens. It handles what create_completion
+would: end-of-generation tokens, stop sequences (never streaming text that may
+turn out to be one), UTF-8 split across tokens, and the context window.
+"""
+
+import codecs
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+# OpenAI's sampling defaults where the request says nothing; llama.cpp's otherwise.
+DEFAULT_TEMPERATURE = 1.0
+DEFAULT_TOP_P = 1.0
+
+
+class ShuttingDown(Exception):
+    """The worker is stopping; the job was cut short."""
+
+
+@dataclass
+class Sampling:
+    temperature: float = DEFAULT_TEMPERATURE
+    top_p: float = DEFAULT_TOP_P
+    top_k: int = 40
+    min_p: float = 0.05
+    repeat_penalty: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    mirostat_mode: int = 0
+    mirostat_tau: float = 5.0
+    mirostat_eta: float = 0.1
+    seed: int | None = None
+    logit_bias: dict[int, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_request(cls, req: dict[str, Any]) -> "Sampling":
+        values = {}
+        for key in ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "presence_penalty", "frequency_penalty", "mirostat_mode", "mirostat_tau", "mirostat_eta", "seed"):
+            if req.get(key) is not None:
+                values[key] = req[key]
+        bias = req.get("logit_bias") or {}
+        values["logit_bias"] = {int(token): float(value) for token, value in bias.items()}
+        return cls(**values)
+
+
+def stop_list(stop: Any) -> list[str]:
+    if not stop:
+        return []
+    return [stop] if isinstance(stop, str) else [s for s in stop if s]
+
+
+class Generation:
+    """Iterate to get text pieces; afterwards `completion_tokens` and `finish_reason` are final."""
+
+    def __init__(self, llm: Any, prompt_tokens: list[int], *, max_tokens: int | None, stop: list[str], sampling: Sampling, should_stop: Callable[[], bool]):
+        room = llm.n_ctx() - len(prompt_tokens)
+        if room <= 0:
+            raise ValueError(f"Requested tokens ({len(prompt_tokens)}) exceed context window of {llm.n_ctx()}")
+        self.llm = llm
+        self.prompt_tokens = prompt_tokens
+        self.max_tokens = min(max_tokens, room) if max_tokens else room
+        self.stop = stop
+        self.sampling = sampling
+        self.should_stop = should_stop
+        self.completion_tokens = 0
+        self.finish_reason = "length"
+
+    def _logits_processor(self):
+        if not self.sampling.logit_bias:
+            return None
+        bias = self.sampling.logit_bias
+
+        def apply(_input_ids, scores):
+            for token, value in bias.items():
+                if 0 <= token < len(scores):
+                    scores[token] += value
+            return scores
+
+        return [apply]
+
+    def _held_back(self, text: str) -> int:
+        """How many trailing characters of `text` could begin a stop sequence."""
+        longest = 0
+        for s in self.stop:
+            for n in range(min(len(s) - 1, len(text)), longest, -1):
+                if text.endswith(s[:n]):
+                    longest = n
+                    break
+        return longest
+
+    def __iter__(self) -> Iterator[str]:
+        import llama_cpp
+
+        llm, s = self.llm, self.sampling
+        vocab = llama_cpp.llama_model_get_vocab(llm.model)
+        llm.set_seed(s.seed if s.seed is not None else random.randrange(2**31))
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        pending = ""
+        tokens = llm.generate(
+            self.prompt_tokens,
+            temp=s.temperature,
+            top_p=s.top_p,
+            top_k=s.top_k,
+            min_p=s.min_p,
+            repeat_penalty=s.repeat_penalty,
+            presence_penalty=s.presence_penalty,
+            frequency_penalty=s.frequency_penalty,
+            mirostat_mode=s.mirostat_mode,
+            mirostat_tau=s.mirostat_tau,
+            mirostat_eta=s.mirostat_eta,
+            logits_processor=self._logits_processor(),
+        )
+        try:
+            for token in tokens:
+                if self.should_stop():
+                    raise ShuttingDown("the worker is shutting down")
+                if llama_cpp.llama_vocab_is_eog(vocab, token):
+                    self.finish_reason = "stop"
+                    break
+                self.completion_tokens += 1
+                pending += decoder.decode(llm.detokenize([token]))
+                hits = [pending.index(s) for s in self.stop if s in pending]
+                if hits:
+                    pending = pending[: min(hits)]
+                    self.finish_reason = "stop"
+                    break
+                keep = self._held_back(pending)
+                if len(pending) > keep:
+                    yield pending[: len(pending) - keep]
+                    pending = pending[len(pending) - keep :]
+                if self.completion_tokens >= self.max_tokens:
+                    break
+        finally:
+            tokens.close()
+        pending += decoder.decode(b"", final=True)
+        if pending:
+            yield pending
