@@ -96,11 +96,18 @@ def _convert(name: str, value: Any) -> Any:
 
 
 def parse_args(argv: list[str] | None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(prog="python -m workerbee", description="Queenbee reference worker (llama.cpp).")
+    parser = argparse.ArgumentParser(
+        prog="python -m workerbee",
+        description="Queenbee reference worker: serves GGUF models with llama.cpp over the workerbee protocol.",
+        epilog=f"Every option can also be set as {ENV_PREFIX}<NAME> (e.g. {ENV_PREFIX}QUEEN_URL) or as a key of the config file.",
+    )
     for name, text in HELP.items():
         dashed = name.replace("_", "-")
         flags = [f"--{dashed}"] + ([f"--{name}"] if dashed != name else [])  # the original's spelling too
-        parser.add_argument(*flags, dest=name, help=text, default=argparse.SUPPRESS)
+        flags += ["--ln-url", "--ln_url"] if name == "ln_address" else []  # the original's alias
+        default = getattr(Config(), name)
+        shown = f" (default {default})" if default not in ("", None) and "default" not in text else ""
+        parser.add_argument(*flags, dest=name, help=text + shown, default=argparse.SUPPRESS)
     return vars(parser.parse_args(argv))
 
 
