@@ -168,9 +168,14 @@ class Engine:
         )
 
     def _chat_stream(self, generation: Generation, reply: "Shape") -> Iterator[dict[str, Any]]:
-        yield reply.chunk([{"index": 0, "delta": {"role": "assistant"}, "logprobs": None, "finish_reason": None}])
+        # The role chunk waits for the first token, so that Queenbee's first-token
+        # timeout and its first-token timing cover the prompt's evaluation too.
+        role = [reply.chunk([{"index": 0, "delta": {"role": "assistant"}, "logprobs": None, "finish_reason": None}])]
         for text in generation:
+            yield from role
+            role = []
             yield reply.chunk([{"index": 0, "delta": {"content": text}, "logprobs": None, "finish_reason": None}])
+        yield from role
         last = reply.chunk([{"index": 0, "delta": {}, "logprobs": None, "finish_reason": generation.finish_reason}])
         yield {**last, "usage": usage(len(generation.prompt_tokens), generation.completion_tokens)}
 
