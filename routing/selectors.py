@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.db.models import Count, Q
 
+from workers import queue
 from workers.liveness import live_connections
 from workers.models import Connection
 
@@ -24,4 +25,9 @@ def worker_counts() -> dict[str, int]:
         connected=Count("pk"),
         busy=Count("pk", filter=~Q(state=Connection.State.FREE)),
     )
-    return {"connected": counts["connected"], "busy": counts["busy"], "total": counts["connected"]}
+    return {
+        "connected": counts["connected"],
+        "busy": counts["busy"],
+        "total": counts["connected"],
+        "waiting": queue.line_length(),
+    }

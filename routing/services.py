@@ -159,6 +159,8 @@ async def open_job(spec: JobSpec, *, prefix: str) -> OpenedJob:
         except FrameTimeout as exc:
             last_error = WorkerTimedOut(f"Timed out: {exc}.")
         else:
+            if handle.finished:  # a single-reply job: nothing more will come
+                await handle.abandon()
             return OpenedJob(spec, handle, frames, first, attempt, f"{prefix}-{handle.job_id}", int(time.time()))
         await handle.abandon()
         in_background(record_job(spec=spec, handle=handle, public_id=f"{prefix}-{handle.job_id}", status=Job.Status.FAILED, error=last_error.message, attempts=attempt))

@@ -143,8 +143,12 @@ class FakeWorker:
     jobs: list[dict[str, Any]] = field(default_factory=list)
     close_code: int | None = None
     close_reason: str = ""
+    # Job envelopes that arrived while a job was still running: the coordinator
+    # must never do that (one job per connection), so tests assert it stays 0.
+    overlaps: int = 0
 
     def __post_init__(self) -> None:
+        self._pending: list[str] = []
         self._thread: threading.Thread | None = None
         self._ws = None
         self._stop = threading.Event()
@@ -183,14 +187,27 @@ class FakeWorker:
     def send(self, frame: Action) -> None:
         self._ws.send(frame if isinstance(frame, (str, bytes)) else json.dumps(frame))
 
+    def _sleep_watching(self, seconds: float) -> None:
+        """Sleep, but notice any frame the coordinator sends meanwhile."""
+        deadline = time.monotonic() + seconds
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                self._pending.append(self._ws.recv(timeout=remaining))
+                self.overlaps += 1
+            except TimeoutError:
+                return
+
+    def _next_job(self) -> str:
+        return self._pending.pop(0) if self._pending else self._ws.recv()
+
     def _serve(self) -> None:
         try:
-            for text in self._ws:
-                job = json.loads(text)
+            while True:
+                job = json.loads(self._next_job())
                 self.jobs.append(job)
                 for action in self.script(job):
                     if isinstance(action, Delay):
-                        time.sleep(action.seconds)
+                        self._sleep_watching(action.seconds)
                     elif isinstance(action, Disconnect):
                         self._ws.close()
                         return

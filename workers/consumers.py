@@ -17,7 +17,7 @@ from channels.exceptions import ChannelFull
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from . import events, services
+from . import events, queue, services
 from .liveness import registry
 from .protocol import ProtocolError, decode_frame, parse_connect_message
 from .signature import BadSignature, verify_connect_signature
@@ -28,6 +28,9 @@ CLOSE_BAD_SIGNATURE = 4001
 CLOSE_BAD_CONNECT = 4002
 CLOSE_TIMEOUT = 4008
 CLOSE_GOING_AWAY = 1001
+# A request handed this connection sends its job within milliseconds; after this
+# long it has died, and the connection goes to the next in line.
+HAND_OFF_TIMEOUT = 10.0
 
 
 @dataclass
@@ -50,6 +53,8 @@ class WorkerConsumer(AsyncWebsocketConsumer):
     process_id: int | None = None
     job: ActiveJob | None = None
     connect_timer: asyncio.Task | None = None
+    expected_job: str = ""
+    expected_timer: asyncio.Task | None = None
 
     async def connect(self) -> None:
         await self.accept()
@@ -87,7 +92,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):
             raise ProtocolError("coordinator restarting, connect again", code=1012) from None
         self.connect_timer.cancel()
         await self.channel_layer.group_add(events.process_group(self.process_id), self.channel_name)
-        await self.channel_layer.group_send(events.WAITERS_GROUP, events.wake())
+        await self.hand_off(job_id="")  # someone may be waiting for just this worker
 
     async def relay(self, frame: dict, text: str) -> None:
         job = self.job
@@ -108,11 +113,30 @@ class WorkerConsumer(AsyncWebsocketConsumer):
         job, self.job = self.job, None
         if job.timer:
             job.timer.cancel()
-        await database_sync_to_async(services.release_connection)(connection_id=self.connection_id, job_id=job.job_id)
-        await self.channel_layer.group_send(events.WAITERS_GROUP, events.wake())
+        await self.hand_off(job_id=job.job_id)
+
+    async def hand_off(self, *, job_id: str) -> None:
+        """Free the connection, or hand it to the oldest request waiting for it."""
+        handed = await database_sync_to_async(queue.release_or_hand_off)(connection_id=self.connection_id, job_id=job_id)
+        if handed is None:
+            return
+        reply_channel, message = handed
+        self.expected_job = message["job_id"]
+        if self.expected_timer:
+            self.expected_timer.cancel()
+        self.expected_timer = asyncio.create_task(self._release_if_unclaimed(message["job_id"]))
+        await self._reply_to(reply_channel, events.claimed(**message))
+
+    async def _release_if_unclaimed(self, job_id: str) -> None:
+        """A waiter that was handed this connection but died never sends its job."""
+        await asyncio.sleep(HAND_OFF_TIMEOUT)
+        if self.job is None and self.expected_job == job_id and self.connection_id is not None:
+            await self.hand_off(job_id=job_id)
 
     async def worker_job(self, event: dict) -> None:
         """A claimed job: forward it to the worker."""
+        if self.expected_timer and self.expected_job == event["job_id"]:
+            self.expected_timer.cancel()
         if self.job is not None or self.connection_id is None:
             await self._reply_to(event["reply_channel"], events.gone(job_id=event["job_id"], reason="connection not ready"))
             return
@@ -136,12 +160,10 @@ class WorkerConsumer(AsyncWebsocketConsumer):
     async def worker_close(self, event: dict) -> None:
         await self.close(code=event["code"], reason=event["reason"])
 
-    async def queue_wake(self, event: dict) -> None:
-        """Not for us (consumers are not waiters); ignore."""
-
     async def disconnect(self, code: int) -> None:
-        if self.connect_timer:
-            self.connect_timer.cancel()
+        for timer in (self.connect_timer, self.expected_timer):
+            if timer:
+                timer.cancel()
         if self.job and self.job.timer:
             self.job.timer.cancel()
         if self.connection_id is None:

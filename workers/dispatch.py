@@ -14,12 +14,19 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
-from . import events
+from . import events, queue
+from .mailbox import mailbox
 from .services import Claim, Need, claim_connection
 
-# While waiting in line a request is woken by every freed connection; this poll
-# is only the safety net for a wake lost with a dying process.
+# A waiting request is handed a connection by the consumer that frees it; it also
+# polls this often, the safety net for a hand-off lost with a dying process.
 QUEUE_POLL_INTERVAL = 1.0
+# The first poll comes soon: a connection freed between the failed claim and
+# joining the line found nobody waiting.
+FIRST_POLL = 0.05
+# A hand-off already under way when the waiter tried to leave arrives within
+# milliseconds; this long means its sender died.
+HAND_OFF_GRACE = 5.0
 
 
 class AllBusy(Exception):
@@ -48,10 +55,11 @@ class Timeouts:
 class JobHandle:
     """One job on one claimed connection."""
 
-    def __init__(self, *, claim: Claim, job_id: str, reply_channel: str, queue_seconds: float):
+    def __init__(self, *, claim: Claim, job_id: str, reply_channel: str, inbox: asyncio.Queue, queue_seconds: float):
         self.claim = claim
         self.job_id = job_id
         self.reply_channel = reply_channel
+        self.inbox = inbox
         self.queue_seconds = queue_seconds
         self.finished = False
         self.started_at = time.monotonic()
@@ -73,14 +81,11 @@ class JobHandle:
 
     async def frames(self, timeouts: Timeouts) -> AsyncIterator[dict[str, Any]]:
         """The worker's frames, in order, until the job's last one."""
-        layer = get_channel_layer()
         deadline = self.started_at + timeouts.total
         while not self.finished:
             first = self.first_frame_at is None
             wait = min(timeouts.first if first else timeouts.gap, deadline - time.monotonic())
-            message = await self._receive(layer, wait, first=first)
-            if message.get("job_id") != self.job_id:
-                continue  # a queue wake, or a frame of an earlier attempt
+            message = await self._receive(wait, first=first)
             if message["type"] == events.JOB_GONE:
                 self.finished = True
                 raise WorkerGone(message["reason"])
@@ -89,17 +94,19 @@ class JobHandle:
                 self.first_frame_at = time.monotonic()
             yield json.loads(message["text"])
 
-    async def _receive(self, layer, wait: float, *, first: bool) -> dict[str, Any]:
+    async def _receive(self, wait: float, *, first: bool) -> dict[str, Any]:
         what = "first reply" if first else "next frame"
         if wait <= 0:
             raise FrameTimeout(f"the worker did not send its {what} in time", first=first)
         try:
-            return await asyncio.wait_for(layer.receive(self.reply_channel), wait)
+            return await asyncio.wait_for(self.inbox.get(), wait)
         except asyncio.TimeoutError:
             raise FrameTimeout(f"the worker did not send its {what} in time", first=first) from None
 
     async def abandon(self) -> None:
-        """The caller is done early: the consumer drains the job and relays nothing more."""
+        """The caller is done: the consumer drains the job (if still running) and
+        relays nothing more. Always called once the caller stops reading."""
+        mailbox.close(self.job_id)
         if not self.finished:
             self.finished = True
             await get_channel_layer().send(self.claim.channel_name, events.cancel(job_id=self.job_id))
@@ -111,34 +118,60 @@ async def claim_job(*, need: Need, queue_timeout: float) -> JobHandle:
     Raises services.NoWorkerFits at once if no connected worker could serve it,
     AllBusy if the ones that could stayed busy past the deadline.
     """
-    layer = get_channel_layer()
-    # The default prefix matters: channels-redis pops all of a process's
-    # "specific." channels from one Redis key under one lock; a custom prefix
-    # would be a second key that nobody pops while a consumer holds the lock.
-    reply_channel = await layer.new_channel()
+    reply_channel = await mailbox.ensure()
     job_id = uuid.uuid4().hex
-    claim_once = database_sync_to_async(claim_connection)
+    inbox = mailbox.open(job_id)
     started = time.monotonic()
-    deadline = started + queue_timeout
-    waiting = False
+
+    def handle(claim: Claim) -> JobHandle:
+        return JobHandle(claim=claim, job_id=job_id, reply_channel=reply_channel, inbox=inbox, queue_seconds=time.monotonic() - started)
+
     try:
-        while True:
-            claim = await claim_once(need=need, job_id=job_id, reply_channel=reply_channel)
+        return await _claim_or_wait(need, job_id, reply_channel, inbox, started, queue_timeout, handle)
+    except BaseException:
+        mailbox.close(job_id)
+        raise
+
+
+async def _claim_or_wait(need, job_id, reply_channel, inbox, started, queue_timeout, handle) -> JobHandle:
+
+    claim = await _claim(need=need, job_id=job_id, reply_channel=reply_channel)
+    if claim is not None:
+        return handle(claim)
+    deadline = started + queue_timeout
+    position = time.time()
+    wait = FIRST_POLL  # a connection may have freed between the claim and joining
+    while True:
+        await _enqueue(job_id=job_id, reply_channel=reply_channel, need=need, position=position, deadline_seconds=max(deadline - time.monotonic(), 0) + 1)
+        claim = await _wait_for_hand_off(inbox, min(wait, max(deadline - time.monotonic(), 0)))
+        if claim is not None:
+            return handle(claim)
+        if not await _leave(job_id=job_id):
+            # Too late to leave: a consumer is handing us its connection.
+            claim = await _wait_for_hand_off(inbox, HAND_OFF_GRACE)
             if claim is not None:
-                return JobHandle(claim=claim, job_id=job_id, reply_channel=reply_channel, queue_seconds=time.monotonic() - started)
-            if not waiting:
-                # Join before waiting, then claim once more: a connection freed
-                # between the failed claim and the join would otherwise be missed.
-                await layer.group_add(events.WAITERS_GROUP, reply_channel)
-                waiting = True
-                continue
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AllBusy("every worker that can serve this request stayed busy")
-            try:
-                await asyncio.wait_for(layer.receive(reply_channel), min(remaining, QUEUE_POLL_INTERVAL))
-            except asyncio.TimeoutError:
-                pass
-    finally:
-        if waiting:
-            await layer.group_discard(events.WAITERS_GROUP, reply_channel)
+                return handle(claim)
+            raise AllBusy("a worker was handed to this request but never confirmed")
+        claim = await _claim(need=need, job_id=job_id, reply_channel=reply_channel)
+        if claim is not None:
+            return handle(claim)
+        if time.monotonic() >= deadline:
+            raise AllBusy("every worker that can serve this request stayed busy")
+        wait = QUEUE_POLL_INTERVAL
+
+
+async def _wait_for_hand_off(inbox: asyncio.Queue, seconds: float) -> Claim | None:
+    deadline = time.monotonic() + seconds
+    while (remaining := deadline - time.monotonic()) > 0:
+        try:
+            message = await asyncio.wait_for(inbox.get(), remaining)
+        except asyncio.TimeoutError:
+            return None
+        if message.get("type") == events.QUEUE_CLAIMED:
+            return Claim(**message["claim"])
+    return None
+
+
+_claim = database_sync_to_async(claim_connection)
+_enqueue = database_sync_to_async(queue.enqueue)
+_leave = database_sync_to_async(queue.leave)

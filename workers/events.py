@@ -12,14 +12,14 @@ To a worker consumer (its channel name is on its Connection row):
 To a request's reply channel:
   job.frame      one worker frame of the job, `last` when the job is over
   job.gone       the worker disconnected (or was dropped) before its last frame
-  queue.wake     a connection was freed somewhere: try to claim again
+  queue.claimed  a freed connection was handed to this waiting request
 """
 
 from typing import Any
 
-WAITERS_GROUP = "queenbee-waiters"
 JOB_FRAME = "job.frame"
 JOB_GONE = "job.gone"
+QUEUE_CLAIMED = "queue.claimed"
 
 
 def process_group(process_id: int) -> str:
@@ -57,5 +57,5 @@ def gone(*, job_id: str, reason: str) -> dict[str, Any]:
     return {"type": JOB_GONE, "job_id": job_id, "reason": reason}
 
 
-def wake() -> dict[str, Any]:
-    return {"type": "queue.wake"}
+def claimed(*, job_id: str, claim: dict[str, Any]) -> dict[str, Any]:
+    return {"type": QUEUE_CLAIMED, "job_id": job_id, "claim": claim}

@@ -13,7 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from . import events
-from .models import Connection, ServerProcess, Worker
+from .models import Connection, ServerProcess, Waiter, Worker
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,8 @@ def sweep_dead_processes() -> int:
     """Delete processes whose heartbeat stopped, with their connections."""
     cutoff = timezone.now() - timedelta(seconds=settings.PROCESS_GRACE)
     deleted, _ = ServerProcess.objects.filter(heartbeat_at__lt=cutoff).delete()
+    # Waiters whose process died before they could leave the line.
+    Waiter.objects.filter(deadline__lt=cutoff).delete()
     if deleted:
         Worker.objects.filter(ephemeral=True, connections__isnull=True).delete()
     return deleted

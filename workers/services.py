@@ -63,6 +63,56 @@ class Need:
     def disk_mib(self) -> float:
         return self.size * 1500
 
+    def as_dict(self) -> dict:
+        """JSON-safe form, stored on a Waiter row."""
+        return {
+            "size": self.size,
+            "model": self.model,
+            "capabilities": list(self.capabilities),
+            "worker_kind": self.worker_kind,
+            "min_version": self.min_version,
+            "pubkey": self.pubkey,
+            "slug": self.slug,
+            "user_id": self.user_id,
+            "exclude_workers": sorted(self.exclude_workers),
+            "gpu_factor": self.gpu_factor,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Need":
+        return cls(
+            **{**data, "capabilities": tuple(data["capabilities"]), "exclude_workers": frozenset(data["exclude_workers"])}
+        )
+
+    def fits(self, c: "ConnectionFacts") -> bool:
+        """The Python twin of `fitting_connections`' SQL filter, for one connection.
+
+        Used when a freed connection looks for a waiter; keep the two in step
+        (test_need_matching checks they agree).
+        """
+        caps = c.capabilities_text
+        if not all(f",{cap}," in caps for cap in self.capabilities):
+            return False
+        if self.min_version and (not c.version_key or c.version_key < (version_key(self.min_version) or "~")):
+            return False
+        if self.pubkey and self.pubkey not in (c.pubkey, c.identity):
+            return False
+        if self.slug and self.slug != c.slug:
+            return False
+        if self.user_id and c.owner_key_hash != hash_secret(f"uid:{self.user_id}"):
+            return False
+        if c.worker_id in self.exclude_workers:
+            return False
+        if self.worker_kind == "web":
+            return c.is_web and c.ram_bytes > self.size * GPU_RAM_BYTES_PER_SIZE
+        if self.worker_kind == "cli" and c.is_web:
+            return False
+        gpu_fit = c.gpu_memory_mib > self.gpu_mib / 1.2 and c.ram_bytes > self.size * GPU_RAM_BYTES_PER_SIZE
+        cpu_fit = c.gpu_memory_mib == 0 and c.ram_bytes > self.size * CPU_RAM_BYTES_PER_SIZE
+        web_fit = c.is_web and c.ram_bytes > self.size * GPU_RAM_BYTES_PER_SIZE
+        disk_fit = c.disk_space_mib > self.disk_mib or c.is_web
+        return (gpu_fit or cpu_fit or web_fit) and disk_fit
+
     def describe(self) -> str:
         parts = [f"capabilities {', '.join(self.capabilities)}"]
         if self.size:
@@ -75,6 +125,28 @@ class Need:
         if self.worker_kind == "web":
             parts.append("a browser worker")
         return "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class ConnectionFacts:
+    """What `Need.fits` looks at, read in one query."""
+
+    worker_id: int
+    capabilities_text: str
+    version_key: str
+    is_web: bool
+    gpu_memory_mib: float
+    ram_bytes: int
+    disk_space_mib: int
+    pubkey: str
+    identity: str
+    slug: str
+    owner_key_hash: str
+
+    FIELDS = (
+        "worker_id", "capabilities_text", "version_key", "is_web", "gpu_memory_mib", "ram_bytes",
+        "disk_space_mib", "worker__pubkey", "worker__identity", "worker__slug", "worker__owner_key_hash",
+    )
 
 
 @dataclass(frozen=True)
@@ -204,15 +276,6 @@ def claim_connection(*, need: Need, job_id: str, reply_channel: str) -> Claim | 
         if won:
             return Claim(c.connection_id, c.channel_name, c.worker_id, c.is_web, c.current_model == need.model)
     return None
-
-
-def release_connection(*, connection_id: int, job_id: str) -> bool:
-    """Free a connection after its job's last frame. Only the job that holds it can."""
-    return bool(
-        Connection.objects.filter(pk=connection_id, job_id=job_id).update(
-            state=Connection.State.FREE, job_id="", reply_channel="", busy_since=None
-        )
-    )
 
 
 def set_away(*, connection_id: int, away: bool) -> None:

@@ -1,0 +1,63 @@
+"""One reply channel per process, read by one task that is never cancelled.
+
+Requests do not read the channel layer themselves. channels-redis pops every
+"specific." channel of a process from one Redis key, and a receive() cancelled
+by a timeout can drop a message already popped for *another* channel (a
+consumer's job, say). So a single reader owns the process's reply channel and
+sorts messages by job id into asyncio queues, where waiting with a timeout is
+safe. Messages for a job nobody waits for (any more) are dropped.
+"""
+
+import asyncio
+import logging
+from typing import Any
+
+from channels.layers import get_channel_layer
+
+log = logging.getLogger(__name__)
+
+# After a failed receive (Redis restarting), wait this long before trying again.
+RETRY_PAUSE = 0.5
+
+
+class Mailbox:
+    def __init__(self) -> None:
+        self.channel_name = ""
+        self._queues: dict[str, asyncio.Queue] = {}
+        self._task: asyncio.Task | None = None
+        self._lock = asyncio.Lock()
+
+    async def ensure(self) -> str:
+        """The process's reply channel, starting the reader on first use."""
+        if self._task is None or self._task.done():
+            async with self._lock:
+                if self._task is None or self._task.done():
+                    self.channel_name = await get_channel_layer().new_channel()
+                    self._task = asyncio.create_task(self._read())
+        return self.channel_name
+
+    def open(self, job_id: str) -> asyncio.Queue:
+        queue: asyncio.Queue = asyncio.Queue()
+        self._queues[job_id] = queue
+        return queue
+
+    def close(self, job_id: str) -> None:
+        self._queues.pop(job_id, None)
+
+    async def _read(self) -> None:
+        layer = get_channel_layer()
+        while True:
+            try:
+                message: dict[str, Any] = await layer.receive(self.channel_name)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("reply channel receive failed; retrying", exc_info=True)
+                await asyncio.sleep(RETRY_PAUSE)
+                continue
+            queue = self._queues.get(message.get("job_id", ""))
+            if queue is not None:
+                queue.put_nowait(message)
+
+
+mailbox = Mailbox()
