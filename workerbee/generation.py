@@ -10,6 +10,7 @@ turn out to be one), UTF-8 split across tokens, and the context window.
 """
 
 import codecs
+import ctypes
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -48,6 +49,20 @@ class Sampling:
         bias = req.get("logit_bias") or {}
         values["logit_bias"] = {int(token): float(value) for token, value in bias.items()}
         return cls(**values)
+
+
+def token_bytes(vocab: Any, token: int) -> bytes:
+    """A token's text. llama-cpp-python's detokenize uses a 32-byte buffer and silently
+    returns nothing for longer pieces (Gemma 3 has hundreds), so ask with room to spare."""
+    import llama_cpp
+
+    size = 256
+    while True:
+        buffer = ctypes.create_string_buffer(size)
+        n = llama_cpp.llama_token_to_piece(vocab, token, buffer, size, 0, False)
+        if n >= 0:
+            return buffer.raw[:n]
+        size = -n  # too small: llama.cpp says how much it needs
 
 
 def stop_list(stop: Any) -> list[str]:
@@ -125,7 +140,7 @@ class Generation:
                     self.finish_reason = "stop"
                     break
                 self.completion_tokens += 1
-                pending += decoder.decode(llm.detokenize([token]))
+                pending += decoder.decode(token_bytes(vocab, token))
                 hits = [pending.index(s) for s in self.stop if s in pending]
                 if hits:
                     pending = pending[: min(hits)]

@@ -54,3 +54,14 @@ def test_max_tokens_is_capped_by_the_context(llm):
     generation = generate(llm, max_tokens=None)
     list(generation)
     assert generation.completion_tokens + len(generation.prompt_tokens) == llm.n_ctx()
+
+
+def test_long_token_pieces_are_not_lost(llm):
+    from workerbee.generation import token_bytes
+    from workerbee.tests.tiny_model import LONG_PIECE, vocabulary
+
+    vocab = llama_cpp.llama_model_get_vocab(llm.model)
+    long_token = vocabulary()[0].index(LONG_PIECE)
+    assert token_bytes(vocab, long_token) == b" " + b"=" * 40
+    hello = llm.tokenize(b"hello", add_bos=False, special=False)
+    assert b"".join(token_bytes(vocab, t) for t in hello) == b" hello"

@@ -16,6 +16,8 @@ N_LAYERS = 2
 N_HEAD = 4
 N_FF = 128
 CONTEXT = 512
+# Longer than the 32 bytes llama-cpp-python's own detokenize can return.
+LONG_PIECE = "▁" + "=" * 40
 WORDS = ["hello", "world", "the", "bee", "queen", "worker", "once", "upon", "time", "and", "is", "a", "of"]
 
 
@@ -31,6 +33,7 @@ def vocabulary() -> tuple[list[str], list[float], list[int]]:
     for word in WORDS:
         for n in range(1, len(word) + 1):
             pieces += [word[:n], "▁" + word[:n]]
+    pieces.append(LONG_PIECE)
     pieces = list(dict.fromkeys(pieces))
     tokens += pieces
     types += [gguf.TokenType.NORMAL] * len(pieces)
