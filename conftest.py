@@ -6,6 +6,7 @@ the database directly through `db_access`; nothing is flushed between tests, so
 each test identifies its own rows (its workers' keys, its job ids).
 """
 
+import os
 import time
 
 import httpx
@@ -27,6 +28,14 @@ SERVER_ENV = {
     "RETRY_DELAY": "0.05",
     "LOG_LEVEL": "WARNING",
 }
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
+    """A test database of this run's own: several test runs may share a machine."""
+    from pytest_django.fixtures import _set_suffix_to_test_databases
+
+    _set_suffix_to_test_databases(suffix=f"run{os.getpid()}")
 
 
 @pytest.fixture(scope="session")

@@ -41,6 +41,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "routing.middleware.DrainingMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -182,6 +183,10 @@ PROCESS_HEARTBEAT_INTERVAL = env.float("PROCESS_HEARTBEAT_INTERVAL", default=5.0
 # A process whose heartbeat is older than this is dead: its connections are no
 # longer offered and are swept. Three missed beats, so a slow beat is not a death.
 PROCESS_GRACE = env.float("PROCESS_GRACE", default=20.0)
+# On SIGTERM a process stops taking work and lets running jobs finish for at most
+# this long before closing worker sockets ("going away") and exiting. Keep it
+# under the orchestrator's kill timeout (Kubernetes: 30 s by default).
+SHUTDOWN_GRACE = env.float("SHUTDOWN_GRACE", default=25.0)
 # Name of this process in the registry. A restarted process with the same name
 # cleans up after its crashed predecessor.
 PROCESS_NAME = env.str("QUEENBEE_PROCESS_NAME", default="")

@@ -146,6 +146,11 @@ class FakeWorker:
     # Job envelopes that arrived while a job was still running: the coordinator
     # must never do that (one job per connection), so tests assert it stays 0.
     overlaps: int = 0
+    # Like the original worker: connect again after the socket closes, trying
+    # `fallback_urls` in turn (another process behind the same load balancer).
+    reconnect: bool = False
+    fallback_urls: list[str] = field(default_factory=list)
+    connects: int = 0
 
     def __post_init__(self) -> None:
         self._pending: list[str] = []
@@ -177,12 +182,33 @@ class FakeWorker:
         )
 
     def start(self, first_frame: str | bytes | None = None) -> "FakeWorker":
-        self._ws = connect(self.url, open_timeout=10, max_size=None)
-        self._ws.send(first_frame if first_frame is not None else json.dumps(self.message(), ensure_ascii=False))
-        self.connected.set()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._connect(self.url, first_frame)
+        self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         return self
+
+    def _connect(self, url: str, first_frame: str | bytes | None = None) -> None:
+        self._ws = connect(url, open_timeout=10, max_size=None)
+        self._ws.send(first_frame if first_frame is not None else json.dumps(self.message(), ensure_ascii=False))
+        self.connects += 1
+        self.connected.set()
+
+    def _run(self) -> None:
+        urls = [self.url, *self.fallback_urls]
+        attempt = 0
+        while True:
+            self._serve()
+            if not self.reconnect or self._stop.is_set():
+                return
+            self.connected.clear()
+            while not self._stop.is_set():
+                attempt += 1
+                time.sleep(min(0.1 * attempt, 1.0))
+                try:
+                    self._connect(urls[attempt % len(urls)])
+                    break
+                except (OSError, ConnectionClosed, TimeoutError):
+                    continue
 
     def send(self, frame: Action) -> None:
         self._ws.send(frame if isinstance(frame, (str, bytes)) else json.dumps(frame))
@@ -224,6 +250,7 @@ class FakeWorker:
         self._thread.join(timeout)
 
     def stop(self) -> None:
+        self._stop.set()
         if self._ws is not None:
             self._ws.close()
         if self._thread is not None:

@@ -50,7 +50,7 @@ class QueenProcess:
         self.name = name
         self.env = {**os.environ, **env, "QUEENBEE_PROCESS_NAME": name, "PYTHONUNBUFFERED": "1"}
         self.proc: subprocess.Popen | None = None
-        self.log_path = ROOT / "tmp" / f"{name}.log"
+        self.log_path = ROOT / "tmp" / f"{name}-{os.getpid()}.log"
 
     @property
     def url(self) -> str:

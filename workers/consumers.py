@@ -157,6 +157,14 @@ class WorkerConsumer(AsyncWebsocketConsumer):
                 self._close_after(settings.DRAIN_TIMEOUT, "abandoned job never finished", job_id=self.job.job_id)
             )
 
+    async def worker_audit(self, event: dict) -> None:
+        """The heartbeat found our row busy for a while: free it if the job never came."""
+        job_id = event["job_id"]
+        running = self.job is not None and self.job.job_id == job_id
+        if not running and self.expected_job != job_id and self.connection_id is not None:
+            log.warning("freeing a connection claimed for a job that never arrived")
+            await self.hand_off(job_id=job_id)
+
     async def worker_close(self, event: dict) -> None:
         await self.close(code=event["code"], reason=event["reason"])
 

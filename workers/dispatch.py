@@ -15,6 +15,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
 from . import events, queue
+from .liveness import registry
 from .mailbox import mailbox
 from .services import Claim, Need, claim_connection
 
@@ -62,6 +63,8 @@ class JobHandle:
         self.inbox = inbox
         self.queue_seconds = queue_seconds
         self.finished = False
+        self.closed = False
+        registry.active_jobs += 1
         self.started_at = time.monotonic()
         self.first_frame_at: float | None = None
 
@@ -106,7 +109,10 @@ class JobHandle:
     async def abandon(self) -> None:
         """The caller is done: the consumer drains the job (if still running) and
         relays nothing more. Always called once the caller stops reading."""
-        mailbox.close(self.job_id)
+        if not self.closed:
+            self.closed = True
+            registry.active_jobs -= 1
+            mailbox.close(self.job_id)
         if not self.finished:
             self.finished = True
             await get_channel_layer().send(self.claim.channel_name, events.cancel(job_id=self.job_id))

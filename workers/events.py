@@ -9,6 +9,7 @@ To a worker consumer (its channel name is on its Connection row):
   worker.job     a job to forward to the worker
   worker.cancel  the caller left: drain the job, relay nothing more
   worker.close   close the socket (process shutting down, registry lost)
+  worker.audit   the heartbeat asks: do you still run this job? (frees dead claims)
 To a request's reply channel:
   job.frame      one worker frame of the job, `last` when the job is over
   job.gone       the worker disconnected (or was dropped) before its last frame
@@ -43,6 +44,10 @@ def job(
 
 def cancel(*, job_id: str) -> dict[str, Any]:
     return {"type": "worker.cancel", "job_id": job_id}
+
+
+def audit(*, job_id: str) -> dict[str, Any]:
+    return {"type": "worker.audit", "job_id": job_id}
 
 
 def close(*, code: int, reason: str) -> dict[str, Any]:

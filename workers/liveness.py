@@ -3,7 +3,9 @@
 import asyncio
 import logging
 import os
+import signal
 import socket
+import time
 from datetime import timedelta
 
 from channels.db import database_sync_to_async
@@ -16,6 +18,10 @@ from . import events
 from .models import Connection, ServerProcess, Waiter, Worker
 
 log = logging.getLogger(__name__)
+
+# A claim is sent to its consumer within milliseconds; a connection busy this
+# long is audited (its consumer frees it if it never got the job).
+STALE_CLAIM_SECONDS = 30.0
 
 
 def process_name() -> str:
@@ -37,6 +43,25 @@ def beat(*, process_id: int) -> bool:
     return bool(updated)
 
 
+def stale_claims(*, process_id: int) -> list[tuple[str, str]]:
+    """(channel, job) of this process's connections busy for a while: the consumer
+    checks each still has that job (a claimer that died before sending it leaves
+    a connection busy with nothing to do)."""
+    cutoff = timezone.now() - timedelta(seconds=STALE_CLAIM_SECONDS)
+    return list(
+        Connection.objects.filter(process_id=process_id, state=Connection.State.BUSY, busy_since__lt=cutoff)
+        .values_list("channel_name", "job_id")
+    )
+
+
+def stop_process(*, process_id: int, remove: bool) -> None:
+    """Stop offering this process's workers; `remove` forgets the process entirely."""
+    if remove:
+        ServerProcess.objects.filter(pk=process_id).delete()
+    else:
+        ServerProcess.objects.filter(pk=process_id).update(stopping=True)
+
+
 def sweep_dead_processes() -> int:
     """Delete processes whose heartbeat stopped, with their connections."""
     cutoff = timezone.now() - timedelta(seconds=settings.PROCESS_GRACE)
@@ -55,33 +80,77 @@ def live_connections():
 
 
 class ProcessRegistry:
-    """Lazily registers this process on first use and runs its heartbeat task.
+    """This process's lifecycle: its registry row and heartbeat, the jobs it runs,
+    and a graceful shutdown on SIGTERM.
 
-    Daphne has no lifespan events, so the first worker to connect starts it.
+    Daphne has no lifespan events, so the first worker to connect registers the
+    process, and the first request or worker installs the SIGTERM handler.
     """
 
     def __init__(self) -> None:
         self.process_id: int | None = None
+        self.stopping = False
+        self.active_jobs = 0
         self._lock = asyncio.Lock()
         self._task: asyncio.Task | None = None
+        self._signals_installed = False
 
     async def ensure(self) -> int:
+        self.install_signal_handlers()
         async with self._lock:
             if self.process_id is None:
                 self.process_id = await database_sync_to_async(start_process)(name=process_name())
                 self._task = asyncio.create_task(self._heartbeat())
             return self.process_id
 
+    def install_signal_handlers(self) -> None:
+        if self._signals_installed:
+            return
+        self._signals_installed = True
+        try:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, lambda: asyncio.ensure_future(self.shutdown()))
+        except (NotImplementedError, RuntimeError):  # not the main thread, or no signals here
+            pass
+
     async def _heartbeat(self) -> None:
         while True:
             await asyncio.sleep(settings.PROCESS_HEARTBEAT_INTERVAL)
             try:
                 alive = await database_sync_to_async(beat)(process_id=self.process_id)
-            except Exception:  # database down: try again next beat, keep sockets
+                if alive:
+                    await self._audit_claims()
+            except Exception:  # database or channel layer down: keep sockets, try next beat
                 log.warning("heartbeat failed", exc_info=True)
                 continue
             if not alive:
                 await self.forget(self.process_id)
+
+    async def _audit_claims(self) -> None:
+        layer = get_channel_layer()
+        for channel_name, job_id in await database_sync_to_async(stale_claims)(process_id=self.process_id):
+            await layer.send(channel_name, events.audit(job_id=job_id))
+
+    async def shutdown(self) -> None:
+        """SIGTERM: refuse new work, let running jobs finish (up to SHUTDOWN_GRACE),
+        then close worker sockets with "going away" so workers reconnect elsewhere."""
+        if self.stopping:
+            return
+        self.stopping = True
+        log.warning("SIGTERM: draining %d running jobs", self.active_jobs)
+        if self.process_id is not None:
+            await database_sync_to_async(stop_process)(process_id=self.process_id, remove=False)
+        deadline = time.monotonic() + settings.SHUTDOWN_GRACE
+        while self.active_jobs > 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if self.process_id is not None:
+            await get_channel_layer().group_send(
+                events.process_group(self.process_id), events.close(code=1001, reason="coordinator going away")
+            )
+            await asyncio.sleep(0.2)  # let the close frames leave
+            await database_sync_to_async(stop_process)(process_id=self.process_id, remove=True)
+        from twisted.internet import reactor
+
+        reactor.stop()
 
     async def forget(self, old: int) -> None:
         """Our row was swept (we stalled past the grace period), so our connection
