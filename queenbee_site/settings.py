@@ -183,6 +183,9 @@ PROCESS_HEARTBEAT_INTERVAL = env.float("PROCESS_HEARTBEAT_INTERVAL", default=5.0
 # A process whose heartbeat is older than this is dead: its connections are no
 # longer offered and are swept. Three missed beats, so a slow beat is not a death.
 PROCESS_GRACE = env.float("PROCESS_GRACE", default=20.0)
+# A claim reaches its consumer within milliseconds; a connection busy this long
+# is audited, and freed if its consumer never got the job (the claimer died).
+STALE_CLAIM_SECONDS = env.float("STALE_CLAIM_SECONDS", default=30.0)
 # On SIGTERM a process stops taking work and lets running jobs finish for at most
 # this long before closing worker sockets ("going away") and exiting. Keep it
 # under the orchestrator's kill timeout (Kubernetes: 30 s by default).

@@ -32,9 +32,13 @@ log = logging.getLogger(__name__)
 # Characters per token when a worker reports no usage (OpenAI's rule of thumb);
 # such usage is marked estimated on the job.
 CHARS_PER_TOKEN = 4
-# Worker errors that mean the request itself is wrong (the model filter matches
-# no file or several): retrying elsewhere cannot help.
-CLIENT_ERROR_MARKERS = ("Multiple files match", "Can't find gguf", "specify a better filter")
+# Worker errors that mean the request itself is wrong: the model filter matches
+# several files, so no worker can do better.
+AMBIGUOUS_MODEL_MARKERS = ("Multiple files match", "specify a better filter")
+# The worker has no such model. An offline worker (ours) says this when the model
+# is just not on its disk, so another worker is tried; if none has it, it is the
+# caller's mistake.
+MISSING_MODEL_MARKERS = ("Can't find gguf",)
 
 _background: set[asyncio.Task] = set()
 
@@ -164,7 +168,7 @@ async def open_job(spec: JobSpec, *, prefix: str) -> OpenedJob:
             return OpenedJob(spec, handle, frames, first, attempt, f"{prefix}-{handle.job_id}", int(time.time()))
         await handle.abandon()
         in_background(record_job(spec=spec, handle=handle, public_id=f"{prefix}-{handle.job_id}", status=Job.Status.FAILED, error=last_error.message, attempts=attempt))
-        if isinstance(last_error, InvalidRequest):
+        if isinstance(last_error, InvalidRequest) and any(m in last_error.message for m in AMBIGUOUS_MODEL_MARKERS):
             raise last_error
         failed_workers.add(handle.claim.worker_id)
         await asyncio.sleep(settings.RETRY_DELAY)
@@ -172,7 +176,7 @@ async def open_job(spec: JobSpec, *, prefix: str) -> OpenedJob:
 
 
 def _client_or_worker_error(message: str) -> ApiError:
-    if any(marker in message for marker in CLIENT_ERROR_MARKERS):
+    if any(marker in message for marker in (*AMBIGUOUS_MODEL_MARKERS, *MISSING_MODEL_MARKERS)):
         return InvalidRequest(f"The worker could not load this model: {message}", param="model", code="model_not_found")
     return WorkerFailed(f"The worker failed: {message}")
 

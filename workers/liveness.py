@@ -19,9 +19,6 @@ from .models import Connection, ServerProcess, Waiter, Worker
 
 log = logging.getLogger(__name__)
 
-# A claim is sent to its consumer within milliseconds; a connection busy this
-# long is audited (its consumer frees it if it never got the job).
-STALE_CLAIM_SECONDS = 30.0
 
 
 def process_name() -> str:
@@ -47,7 +44,7 @@ def stale_claims(*, process_id: int) -> list[tuple[str, str]]:
     """(channel, job) of this process's connections busy for a while: the consumer
     checks each still has that job (a claimer that died before sending it leaves
     a connection busy with nothing to do)."""
-    cutoff = timezone.now() - timedelta(seconds=STALE_CLAIM_SECONDS)
+    cutoff = timezone.now() - timedelta(seconds=settings.STALE_CLAIM_SECONDS)
     return list(
         Connection.objects.filter(process_id=process_id, state=Connection.State.BUSY, busy_since__lt=cutoff)
         .values_list("channel_name", "job_id")

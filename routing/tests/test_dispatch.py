@@ -170,3 +170,20 @@ def test_a_bad_model_filter_reported_by_the_worker_is_a_400(start_worker, client
         client.chat.completions.create(model=MODEL, messages=HI, extra_body={"gpu_filter": {"pubkey": worker.pubkey}})
     assert raised.value.body["param"] == "model"
     assert len(worker.jobs) == 1  # not retried: no worker could do better
+
+
+def test_a_worker_without_the_model_is_replaced_by_one_that_has_it(start_worker, client):
+    missing = [{"error": "Can't find gguf, ggml or config.json", "error_type": "Exception"}]
+    without = start_worker(script=lambda job: iter(missing), capabilities=["llama-infer", "missing-model"], gpu_memory_mib=80000)
+    holder = start_worker(capabilities=["llama-infer", "missing-model"], gpu_memory_mib=8000)
+    reply = client.chat.completions.create(model=MODEL, messages=HI, extra_body={"gpu_filter": {"capabilities": ["missing-model"]}})
+    assert reply.choices[0].message.content == "Hello from the worker"
+    assert len(holder.jobs) == 1 and len(without.jobs) <= 1
+
+
+def test_a_model_no_worker_has_is_a_400(start_worker, client):
+    missing = [{"error": "Can't find gguf, ggml or config.json", "error_type": "Exception"}]
+    worker = start_worker(script=lambda job: iter(missing))
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.chat.completions.create(model=MODEL, messages=HI, extra_body={"gpu_filter": {"pubkey": worker.pubkey}})
+    assert raised.value.body["code"] == "model_not_found"
