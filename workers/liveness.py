@@ -19,6 +19,10 @@ from .models import Connection, ServerProcess, Waiter, Worker
 
 log = logging.getLogger(__name__)
 
+# After sending "going away", how long shutdown waits for workers to finish the
+# closing handshake before the server stops.
+CLOSE_WAIT = 3.0
+
 
 
 def process_name() -> str:
@@ -49,6 +53,10 @@ def stale_claims(*, process_id: int) -> list[tuple[str, str]]:
         Connection.objects.filter(process_id=process_id, state=Connection.State.BUSY, busy_since__lt=cutoff)
         .values_list("channel_name", "job_id")
     )
+
+
+def has_connections(*, process_id: int) -> bool:
+    return Connection.objects.filter(process_id=process_id).exists()
 
 
 def stop_process(*, process_id: int, remove: bool) -> None:
@@ -143,7 +151,10 @@ class ProcessRegistry:
             await get_channel_layer().group_send(
                 events.process_group(self.process_id), events.close(code=1001, reason="coordinator going away")
             )
-            await asyncio.sleep(0.2)  # let the close frames leave
+            # Wait for the closing handshakes (each consumer's disconnect deletes its row).
+            deadline = time.monotonic() + CLOSE_WAIT
+            while time.monotonic() < deadline and await database_sync_to_async(has_connections)(process_id=self.process_id):
+                await asyncio.sleep(0.05)
             await database_sync_to_async(stop_process)(process_id=self.process_id, remove=True)
         from twisted.internet import reactor
 
