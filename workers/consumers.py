@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 from channels.db import database_sync_to_async
 from channels.exceptions import ChannelFull
-from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from . import events, queue, services
 from .liveness import registry
+from .resilient import ResilientConsumer
 from .protocol import ProtocolError, decode_frame, parse_connect_message
 from .signature import BadSignature, verify_connect_signature
 
@@ -48,7 +48,7 @@ class ActiveJob:
         return not frame or ("error" in frame and "status" not in frame)
 
 
-class WorkerConsumer(AsyncWebsocketConsumer):
+class WorkerConsumer(ResilientConsumer):
     connection_id: int | None = None
     process_id: int | None = None
     job: ActiveJob | None = None
@@ -193,6 +193,9 @@ class WorkerConsumer(AsyncWebsocketConsumer):
             return True
         except ChannelFull:
             log.warning("reply channel full; dropping the rest of the job's frames")
+            return False
+        except Exception:  # channel layer down: the caller will time out
+            log.warning("could not reach a reply channel", exc_info=True)
             return False
 
     async def _close_after(self, seconds: float, reason: str, *, job_id: str | None = None) -> None:

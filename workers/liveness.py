@@ -55,6 +55,16 @@ def stale_claims(*, process_id: int) -> list[tuple[str, str]]:
     )
 
 
+def forget_dead_channels(*, process_id: int, live: frozenset[str]) -> int:
+    """Delete this process's rows whose consumer is gone (its cleanup failed, say
+    while the database was down). Cheap when nothing is wrong: one count."""
+    rows = Connection.objects.filter(process_id=process_id)
+    if rows.count() <= len(live):
+        return 0
+    dead = [name for name in rows.values_list("channel_name", flat=True) if name not in live]
+    return rows.filter(channel_name__in=dead).delete()[0]
+
+
 def has_connections(*, process_id: int) -> bool:
     return Connection.objects.filter(process_id=process_id).exists()
 
@@ -96,6 +106,8 @@ class ProcessRegistry:
         self.process_id: int | None = None
         self.stopping = False
         self.active_jobs = 0
+        # Channel names of this process's live worker consumers (see resilient.py).
+        self.live_channels: set[str] = set()
         self._lock = asyncio.Lock()
         self._task: asyncio.Task | None = None
         self._signals_installed = False
@@ -123,6 +135,7 @@ class ProcessRegistry:
             try:
                 alive = await database_sync_to_async(beat)(process_id=self.process_id)
                 if alive:
+                    await database_sync_to_async(forget_dead_channels)(process_id=self.process_id, live=frozenset(self.live_channels))
                     await self._audit_claims()
             except Exception:  # database or channel layer down: keep sockets, try next beat
                 log.warning("heartbeat failed", exc_info=True)

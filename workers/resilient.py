@@ -1,0 +1,66 @@
+"""A consumer base that survives channel-layer outages and never leaves a ghost row.
+
+Channels ends a consumer whose channel-layer receive raises, and then no
+`disconnect()` runs: with Redis restarting, every worker socket of a process
+would die and leave its Connection row behind, free and pointing at a channel
+nobody reads. Here the receive retries until the layer is back, and `disconnect()`
+runs however the consumer ends. The process also keeps the set of its live
+consumer channels, so its heartbeat can delete rows that outlived them.
+"""
+
+import asyncio
+import logging
+
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from .liveness import registry
+
+log = logging.getLogger(__name__)
+
+# Pause between attempts to read the channel layer while it is down.
+LAYER_RETRY_PAUSE = 0.5
+
+
+def _retrying(receive):
+    async def receive_until_it_works():
+        while True:
+            try:
+                return await receive()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("channel layer receive failed; retrying", exc_info=True)
+                await asyncio.sleep(LAYER_RETRY_PAUSE)
+
+    return receive_until_it_works
+
+
+class ResilientConsumer(AsyncWebsocketConsumer):
+    disconnected = False
+
+    @property
+    def channel_receive(self):
+        return self._channel_receive
+
+    @channel_receive.setter
+    def channel_receive(self, receive) -> None:  # set by channels in __call__
+        self._channel_receive = _retrying(receive)
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            registry.live_channels.discard(getattr(self, "channel_name", ""))
+            if not self.disconnected:
+                try:
+                    await self.disconnect(1011)
+                except Exception:
+                    log.exception("cleanup after a consumer failure failed")
+
+    async def websocket_connect(self, message) -> None:
+        registry.live_channels.add(self.channel_name)
+        await super().websocket_connect(message)
+
+    async def websocket_disconnect(self, message) -> None:
+        self.disconnected = True
+        await super().websocket_disconnect(message)
