@@ -8,6 +8,7 @@ Status codes follow DESIGN.md: 400 bad request, 401 bad key, 404 unknown object,
 import logging
 from typing import Any
 
+from django import db
 from django.http import JsonResponse
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
@@ -51,6 +52,14 @@ class NoWorkerAvailable(ApiError):
     status = 503
     type = "service_unavailable"
     code = "no_worker_available"
+
+
+class ChannelLayerDown(ApiError):
+    """The channel layer (Redis) cannot be reached."""
+
+    status = 503
+    type = "service_unavailable"
+    code = "channel_layer_unavailable"
 
 
 class WorkerFailed(ApiError):
@@ -110,6 +119,11 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         if isinstance(exc, drf.Throttled) and exc.wait:
             response["Retry-After"] = str(int(exc.wait) + 1)
         return response
+    if isinstance(exc, (db.OperationalError, db.InterfaceError)):
+        log.warning("database unavailable: %s", exc)
+        return Response(error_body("The database is unavailable; retry shortly.", type="service_unavailable", code="database_unavailable"), status=503)
+    if isinstance(exc, ChannelLayerDown):
+        return Response(api_error_body(exc), status=exc.status)
     log.exception("unhandled error in %s", context.get("view").__class__.__name__, exc_info=exc)
     return Response(error_body("The server had an error while processing your request.", type="server_error"), status=500)
 

@@ -19,11 +19,11 @@ from typing import Any
 
 from django.conf import settings
 
-from workers.dispatch import AllBusy, FrameTimeout, JobHandle, Timeouts, WorkerGone, claim_job
+from workers.dispatch import AllBusy, FrameTimeout, JobHandle, LayerDown, Timeouts, WorkerGone, claim_job
 from workers.services import Need, NoWorkerFits
 
 from .auth import Caller
-from .errors import ApiError, InvalidRequest, NoWorkerAvailable, WorkerFailed, WorkerTimedOut
+from .errors import ApiError, ChannelLayerDown, InvalidRequest, NoWorkerAvailable, WorkerFailed, WorkerTimedOut
 from .model_names import IMAGE_SIZE, ModelName, parse_model
 from .models import Job
 
@@ -143,12 +143,15 @@ async def open_job(spec: JobSpec, *, prefix: str) -> OpenedJob:
                 "All workers that can serve this request are busy. Try again shortly.", code="all_workers_busy"
             ) from None
         payload = {**spec.payload, "model": spec.model.for_worker(is_web=handle.claim.is_web)}
-        await handle.send(
-            openai_url=spec.openai_url,
-            openai_req=payload,
-            ends_with_marker=spec.ends_with_marker,
-            max_seconds=spec.timeouts.total,
-        )
+        try:
+            await handle.send(
+                openai_url=spec.openai_url,
+                openai_req=payload,
+                ends_with_marker=spec.ends_with_marker,
+                max_seconds=spec.timeouts.total,
+            )
+        except LayerDown:
+            raise ChannelLayerDown("Queenbee cannot reach its workers right now (channel layer down); retry shortly.") from None
         frames = handle.frames(spec.timeouts)
         try:
             first = await anext(frames)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from channels.db import database_sync_to_async
 from channels.exceptions import ChannelFull
 from django.conf import settings
+from django.db import DatabaseError
 
 from . import events, queue, services
 from .liveness import registry
@@ -31,6 +32,8 @@ CLOSE_GOING_AWAY = 1001
 # A request handed this connection sends its job within milliseconds; after this
 # long it has died, and the connection goes to the next in line.
 HAND_OFF_TIMEOUT = 10.0
+# Between attempts to free a connection while the database is unreachable.
+RELEASE_RETRY_PAUSE = 1.0
 
 
 @dataclass
@@ -55,6 +58,7 @@ class WorkerConsumer(ResilientConsumer):
     connect_timer: asyncio.Task | None = None
     expected_job: str = ""
     expected_timer: asyncio.Task | None = None
+    retry_timer: asyncio.Task | None = None
 
     async def connect(self) -> None:
         await self.accept()
@@ -117,7 +121,13 @@ class WorkerConsumer(ResilientConsumer):
 
     async def hand_off(self, *, job_id: str) -> None:
         """Free the connection, or hand it to the oldest request waiting for it."""
-        handed = await database_sync_to_async(queue.release_or_hand_off)(connection_id=self.connection_id, job_id=job_id)
+        try:
+            handed = await database_sync_to_async(queue.release_or_hand_off)(connection_id=self.connection_id, job_id=job_id)
+        except DatabaseError:
+            # The database is down: keep the worker, and free its row once it is back.
+            log.warning("could not free a connection; retrying", exc_info=True)
+            self.retry_timer = asyncio.create_task(self._hand_off_later(job_id))
+            return
         if handed is None:
             return
         reply_channel, message = handed
@@ -126,6 +136,11 @@ class WorkerConsumer(ResilientConsumer):
             self.expected_timer.cancel()
         self.expected_timer = asyncio.create_task(self._release_if_unclaimed(message["job_id"]))
         await self._reply_to(reply_channel, events.claimed(**message))
+
+    async def _hand_off_later(self, job_id: str) -> None:
+        await asyncio.sleep(RELEASE_RETRY_PAUSE)
+        if self.connection_id is not None and self.job is None:
+            await self.hand_off(job_id=job_id)
 
     async def _release_if_unclaimed(self, job_id: str) -> None:
         """A waiter that was handed this connection but died never sends its job."""
@@ -169,7 +184,7 @@ class WorkerConsumer(ResilientConsumer):
         await self.close(code=event["code"], reason=event["reason"])
 
     async def disconnect(self, code: int) -> None:
-        for timer in (self.connect_timer, self.expected_timer):
+        for timer in (self.connect_timer, self.expected_timer, self.retry_timer):
             if timer:
                 timer.cancel()
         if self.job and self.job.timer:

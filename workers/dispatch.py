@@ -30,6 +30,10 @@ FIRST_POLL = 0.05
 HAND_OFF_GRACE = 5.0
 
 
+class LayerDown(Exception):
+    """The channel layer could not carry the job to its worker."""
+
+
 class AllBusy(Exception):
     """Every worker that fits stayed busy until the queue deadline."""
 
@@ -69,7 +73,18 @@ class JobHandle:
         self.first_frame_at: float | None = None
 
     async def send(self, *, openai_url: str, openai_req: dict[str, Any], ends_with_marker: bool, max_seconds: float) -> None:
+        """Send the job to the consumer; if the channel layer is down, give the
+        connection back (its consumer never hears of the job) and raise LayerDown."""
         self.started_at = time.monotonic()
+        try:
+            await self._send_job(openai_url, openai_req, ends_with_marker, max_seconds)
+        except Exception as exc:
+            self.finished = True
+            await self.abandon()
+            await database_sync_to_async(queue.release_or_hand_off)(connection_id=self.claim.connection_id, job_id=self.job_id)
+            raise LayerDown(str(exc)) from exc
+
+    async def _send_job(self, openai_url: str, openai_req: dict[str, Any], ends_with_marker: bool, max_seconds: float) -> None:
         await get_channel_layer().send(
             self.claim.channel_name,
             events.job(
