@@ -228,6 +228,41 @@ DEFAULT_MODELS = env.list(
     ],
 )
 
+# --- Stats --------------------------------------------------------------------
+
+# Weight of the old value in every EMA update (the original's 0.8): an estimate
+# follows a worker's last five or so jobs, so a slowdown shows within minutes
+# while one odd job cannot swing it.
+STATS_EMA_ALPHA = env.float("STATS_EMA_ALPHA", default=0.8)
+# A job's seconds are divided by weighted tokens. llama.cpp evaluates a prompt in
+# batches, 10-50 times faster per token than it generates, so a prompt token
+# counts a tenth of a completion token (the original counted both the same, and
+# long prompts made a worker look fast).
+STATS_PROMPT_TOKEN_WEIGHT = env.float("STATS_PROMPT_TOKEN_WEIGHT", default=0.1)
+STATS_COMPLETION_TOKEN_WEIGHT = env.float("STATS_COMPLETION_TOKEN_WEIGHT", default=1.0)
+# How long a worker that errored, sent garbage, timed out, disconnected mid-job
+# or was very slow is ranked last (the original's 900 s): long enough that
+# callers stop meeting a broken worker, short enough that a fixed one comes back
+# without anyone's help.
+STATS_PUNISH_SECONDS = env.float("STATS_PUNISH_SECONDS", default=900.0)
+# A worker that answered {"error": "busy"} is fine, just occupied (browser
+# workers): it sits out only briefly (the original's 30 s).
+STATS_PUNISH_BUSY_SECONDS = env.float("STATS_PUNISH_BUSY_SECONDS", default=30.0)
+# "Very slow" (punished, though its answer is delivered): a text job on a model
+# already loaded that took longer than this (the original's 120 s) ...
+STATS_SLOW_JOB_SECONDS = env.float("STATS_SLOW_JOB_SECONDS", default=120.0)
+# ... and ran slower than this per weighted token (under one token a second),
+# so a long answer at a decent pace is never punished.
+STATS_SLOW_SECONDS_PER_TOKEN = env.float("STATS_SLOW_SECONDS_PER_TOKEN", default=1.0)
+# Share of requests where a worker that has not yet proven itself (no successful
+# job) is tried before proven ones. Enough for a new worker to get its first job
+# within a minute on a busy cluster; small enough that callers rarely meet an
+# untested worker. Otherwise unproven workers are a last resort.
+STATS_UNPROVEN_SHARE = env.float("STATS_UNPROVEN_SHARE", default=0.1)
+# Model size at which /worker/detail reports each worker's `perf` (the
+# original's 5: about a 7B model at 5 bits).
+STATS_REFERENCE_SIZE = env.float("STATS_REFERENCE_SIZE", default=5.0)
+
 # --- Logging ------------------------------------------------------------------
 
 LOGGING = {

@@ -69,6 +69,11 @@ class Job(models.Model):
     queue_seconds = models.FloatField(default=0)
     first_token_seconds = models.FloatField(null=True, blank=True)
     total_seconds = models.FloatField(default=0)
+    # A worker identity's first successful job is its proof of work: the worker
+    # is not paid for it and the caller is not charged (DESIGN.md, trust).
+    proof_of_work = models.BooleanField(default=False)
+    charge_caller = models.BooleanField(default=True, help_text="False for a proof-of-work job.")
+    pay_worker = models.BooleanField(default=True, help_text="False for a proof-of-work job.")
 
     class Meta:
         ordering = ["-created_at"]

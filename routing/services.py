@@ -15,10 +15,14 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
+from channels.db import database_sync_to_async
 from django.conf import settings
+from django.utils import timezone
 
+from stats.services import Failure, JobOutcome, Recorded, record_outcome
 from workers.dispatch import AllBusy, FrameTimeout, JobHandle, LayerDown, Timeouts, WorkerGone, claim_job
 from workers.services import Need, NoWorkerFits
 
@@ -52,6 +56,10 @@ def in_background(coro) -> None:
 
 class WorkerErrorFrame(Exception):
     """The worker answered `{"error": …}`."""
+
+
+class MalformedReply(WorkerFailed):
+    """The worker's reply is not what its job asked for (garbage, for stats)."""
 
 
 @dataclass(frozen=True)
@@ -160,17 +168,17 @@ async def open_job(spec: JobSpec, *, prefix: str) -> OpenedJob:
             if spec.ends_with_marker and not first:
                 raise WorkerErrorFrame("the worker ended the job without any output")
         except WorkerErrorFrame as exc:
-            last_error = _client_or_worker_error(str(exc))
+            last_error, failure = _client_or_worker_error(str(exc)), failure_of(exc)
         except WorkerGone as exc:
-            last_error = WorkerFailed(f"The worker failed before answering: {exc}.")
+            last_error, failure = WorkerFailed(f"The worker failed before answering: {exc}."), failure_of(exc)
         except FrameTimeout as exc:
-            last_error = WorkerTimedOut(f"Timed out: {exc}.")
+            last_error, failure = WorkerTimedOut(f"Timed out: {exc}."), failure_of(exc)
         else:
             if handle.finished:  # a single-reply job: nothing more will come
                 await handle.abandon()
             return OpenedJob(spec, handle, frames, first, attempt, f"{prefix}-{handle.job_id}", int(time.time()))
         await handle.abandon()
-        in_background(record_job(spec=spec, handle=handle, public_id=f"{prefix}-{handle.job_id}", status=Job.Status.FAILED, error=last_error.message, attempts=attempt))
+        in_background(record_job(spec=spec, handle=handle, public_id=f"{prefix}-{handle.job_id}", status=Job.Status.FAILED, error=last_error.message, attempts=attempt, failure=failure))
         if isinstance(last_error, InvalidRequest) and any(m in last_error.message for m in AMBIGUOUS_MODEL_MARKERS):
             raise last_error
         failed_workers.add(handle.claim.worker_id)
@@ -184,12 +192,54 @@ def _client_or_worker_error(message: str) -> ApiError:
     return WorkerFailed(f"The worker failed: {message}")
 
 
+def failure_of(exc: BaseException) -> str:
+    """What the worker did wrong, for its stats; "" when it is not to blame."""
+    if isinstance(exc, WorkerErrorFrame):
+        text = str(exc)
+        if any(marker in text for marker in (*AMBIGUOUS_MODEL_MARKERS, *MISSING_MODEL_MARKERS)):
+            return ""  # it lacks the model the caller named: not a fault
+        return Failure.BUSY if text.strip().lower() == "busy" else Failure.ERROR
+    if isinstance(exc, WorkerGone):
+        return Failure.DISCONNECT
+    if isinstance(exc, FrameTimeout):
+        return Failure.TIMEOUT
+    if isinstance(exc, MalformedReply):
+        return Failure.GARBAGE
+    if isinstance(exc, WorkerFailed):
+        return Failure.ERROR  # an error frame after the first token
+    return ""
+
+
 # --- Recording ----------------------------------------------------------------------
 
 
-async def record_job(*, spec: JobSpec, handle: JobHandle, public_id: str, status: str, error: str = "", attempts: int = 1, usage: Usage | None = None, images: int = 0) -> None:
+# What stats measures each kind of job by.
+STATS_KINDS = {Job.Kind.CHAT: "text", Job.Kind.EMBEDDINGS: "embeddings", Job.Kind.IMAGES: "image"}
+
+
+async def record_job(*, spec: JobSpec, handle: JobHandle, public_id: str, status: str, error: str = "", attempts: int = 1, usage: Usage | None = None, images: int = 0, failure: str = "") -> None:
     usage = usage or Usage()
     now = time.monotonic()
+    recorded = Recorded()
+    if status != Job.Status.CANCELLED:  # a caller leaving says nothing about the worker
+        try:
+            recorded = await database_sync_to_async(record_outcome)(worker_id=handle.claim.worker_id, outcome=JobOutcome(
+                public_id=public_id,
+                kind=STATS_KINDS[spec.kind],
+                size=spec.need.size,
+                succeeded=status == Job.Status.SUCCEEDED,
+                failure=failure,
+                started_at=timezone.now() - timedelta(seconds=now - handle.started_at),
+                seconds=now - handle.started_at,
+                stream=spec.stream,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                images=images,
+                first_token_seconds=(handle.first_frame_at - handle.started_at) if handle.first_frame_at else None,
+                already_loaded=handle.claim.already_loaded,
+            ))
+        except Exception:
+            log.exception("could not record stats of job %s", public_id)
     try:
         await Job.objects.acreate(
             public_id=public_id,
@@ -210,6 +260,9 @@ async def record_job(*, spec: JobSpec, handle: JobHandle, public_id: str, status
             queue_seconds=handle.queue_seconds,
             first_token_seconds=(handle.first_frame_at - handle.started_at) if handle.first_frame_at else None,
             total_seconds=now - handle.started_at,
+            proof_of_work=recorded.proof_of_work,
+            charge_caller=not recorded.proof_of_work,
+            pay_worker=not recorded.proof_of_work,
         )
     except Exception:  # the answer was delivered; a lost record must not break it
         log.exception("could not record job %s", public_id)
@@ -263,7 +316,7 @@ def chat_spec(*, data: dict[str, Any], caller: Caller, openai_url: str = "/v1/ch
 def shape_completion(reply: dict[str, Any], job: OpenedJob, *, object_name: str) -> tuple[dict[str, Any], Usage]:
     choices = reply.get("choices")
     if not isinstance(choices, list) or not choices:
-        raise WorkerFailed("The worker sent a malformed reply (no choices).")
+        raise MalformedReply("The worker sent a malformed reply (no choices).")
     usage = usage_from(reply)
     if usage is None:
         completion_text = "".join(
@@ -288,7 +341,7 @@ async def complete(*, spec: JobSpec, prefix: str, object_name: str) -> dict[str,
     try:
         reply, usage = shape_completion(job.first, job, object_name=object_name)
     except ApiError as exc:
-        in_background(record_job(spec=spec, handle=job.handle, public_id=job.public_id, status=Job.Status.FAILED, error=exc.message, attempts=job.attempts))
+        in_background(record_job(spec=spec, handle=job.handle, public_id=job.public_id, status=Job.Status.FAILED, error=exc.message, attempts=job.attempts, failure=failure_of(exc)))
         raise
     in_background(record_job(spec=spec, handle=job.handle, public_id=job.public_id, status=Job.Status.SUCCEEDED, attempts=job.attempts, usage=usage))
     return reply
@@ -310,10 +363,10 @@ class StreamRelay:
     def chunk(self, frame: dict[str, Any]) -> dict[str, Any]:
         choices = frame.get("choices")
         if not isinstance(choices, list):
-            raise WorkerFailed("The worker sent a malformed stream chunk.")
+            raise MalformedReply("The worker sent a malformed stream chunk.")
         for choice in choices:
             if not isinstance(choice, dict):
-                raise WorkerFailed("The worker sent a malformed stream chunk.")
+                raise MalformedReply("The worker sent a malformed stream chunk.")
             if "message" in choice and "delta" not in choice:  # browser workers
                 choice["delta"] = choice.pop("message")
             delta = choice.get("delta") or {}
@@ -337,7 +390,7 @@ async def stream(*, spec: JobSpec, prefix: str, object_name: str) -> AsyncIterat
 
 
 async def _relay(job: OpenedJob, relay: StreamRelay) -> AsyncIterator[str]:
-    status, error = Job.Status.CANCELLED, ""
+    status, error, failure = Job.Status.CANCELLED, "", ""
     try:
         frame = job.first
         while frame:  # `{}` ends the stream
@@ -354,15 +407,15 @@ async def _relay(job: OpenedJob, relay: StreamRelay) -> AsyncIterator[str]:
         api_error = exc if isinstance(exc, ApiError) else (
             WorkerTimedOut(f"Timed out: {exc}.") if isinstance(exc, FrameTimeout) else WorkerFailed(f"The worker disconnected mid-stream: {exc}.")
         )
-        status, error = Job.Status.FAILED, api_error.message
+        status, error, failure = Job.Status.FAILED, api_error.message, failure_of(exc)
         yield sse({"error": {"message": api_error.message, "type": api_error.type, "param": None, "code": api_error.code}})
     finally:
-        in_background(_finish(job, status=status, error=error, usage=relay.usage()))
+        in_background(_finish(job, status=status, error=error, usage=relay.usage(), failure=failure))
 
 
-async def _finish(job: OpenedJob, *, status: str, error: str, usage: Usage) -> None:
+async def _finish(job: OpenedJob, *, status: str, error: str, usage: Usage, failure: str = "") -> None:
     await job.handle.abandon()
-    await record_job(spec=job.spec, handle=job.handle, public_id=job.public_id, status=status, error=error, attempts=job.attempts, usage=usage)
+    await record_job(spec=job.spec, handle=job.handle, public_id=job.public_id, status=status, error=error, attempts=job.attempts, usage=usage, failure=failure)
 
 
 # --- Embeddings and images ------------------------------------------------------------------
@@ -379,8 +432,8 @@ async def embeddings(*, spec: JobSpec) -> dict[str, Any]:
     reply = job.first
     data = reply.get("data")
     if not isinstance(data, list) or not all(isinstance(d, dict) and "embedding" in d for d in data):
-        in_background(record_job(spec=spec, handle=job.handle, public_id=job.public_id, status=Job.Status.FAILED, error="malformed embeddings reply", attempts=job.attempts))
-        raise WorkerFailed("The worker sent a malformed embeddings reply.")
+        in_background(record_job(spec=spec, handle=job.handle, public_id=job.public_id, status=Job.Status.FAILED, error="malformed embeddings reply", attempts=job.attempts, failure=Failure.GARBAGE))
+        raise MalformedReply("The worker sent a malformed embeddings reply.")
     usage = usage_from(reply) or Usage(estimate_prompt_tokens(spec.payload), 0, estimated=True)
     in_background(record_job(spec=spec, handle=job.handle, public_id=job.public_id, status=Job.Status.SUCCEEDED, attempts=job.attempts, usage=usage))
     return {
@@ -400,8 +453,8 @@ async def images(*, spec: JobSpec) -> dict[str, Any]:
     reply = job.first
     data = reply.get("data")
     if not isinstance(data, list) or not all(isinstance(d, dict) and ("b64_json" in d or "url" in d) for d in data):
-        in_background(record_job(spec=spec, handle=job.handle, public_id=job.public_id, status=Job.Status.FAILED, error="malformed images reply", attempts=job.attempts))
-        raise WorkerFailed("The worker sent a malformed images reply.")
+        in_background(record_job(spec=spec, handle=job.handle, public_id=job.public_id, status=Job.Status.FAILED, error="malformed images reply", attempts=job.attempts, failure=Failure.GARBAGE))
+        raise MalformedReply("The worker sent a malformed images reply.")
     in_background(record_job(spec=spec, handle=job.handle, public_id=job.public_id, status=Job.Status.SUCCEEDED, attempts=job.attempts, images=len(data)))
     created = reply.get("created") if isinstance(reply.get("created"), int) else job.created
     return {"created": created, "data": data}

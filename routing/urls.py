@@ -1,5 +1,7 @@
 from django.urls import path
 
+from stats.views import WorkerDetailView
+
 from . import views
 
 urlpatterns = [
@@ -10,4 +12,5 @@ urlpatterns = [
     path("v1/models", views.ModelsView.as_view()),
     path("v1/models/<path:model_id>", views.ModelDetailView.as_view()),
     path("worker/stats", views.WorkerStatsView.as_view()),
+    path("worker/detail", WorkerDetailView.as_view()),
 ]

@@ -10,6 +10,7 @@ import hashlib
 import uuid
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -255,17 +256,33 @@ def claim_connection(*, need: Need, job_id: str, reply_channel: str) -> Claim | 
     Returns None when fitting connections exist but all are busy (wait and try
     again); raises NoWorkerFits when none could ever serve it.
     """
+    # stats builds on this app (its rows point at Worker), so it is imported here.
+    from stats import selectors as stats_selectors
+
     fitting = fitting_connections(need)
     rows = fitting.filter(state=Connection.State.FREE).values_list(
-        "pk", "channel_name", "worker_id", "is_web", "gpu_memory_mib", "current_model", "advertised_models"
+        "pk", "channel_name", "worker_id", "is_web", "gpu_memory_mib", "current_model", "advertised_models",
+        "worker__stats__punished_until", "worker__stats__proven_at",
     )[:CANDIDATE_LIMIT]
-    candidates = [choice.Candidate(r[0], r[1], r[2], r[3], r[4], r[5], tuple(r[6] or ())) for r in rows]
-    if not candidates:
+    if not rows:
         if fitting.exists():
             return None
         raise NoWorkerFits(f"No connected worker can serve this request: it needs {need.describe()}.")
     now = timezone.now()
-    for c in choice.rank(candidates, gpu_needed_mib=need.gpu_mib, model=need.model):
+    # One more query for every candidate's speed, however many there are.
+    speed = stats_selectors.estimates(
+        worker_ids={r[2] for r in rows}, size=need.size, kind=stats_selectors.kind_for(need.capabilities)
+    )
+    candidates = [
+        choice.Candidate(
+            *r[:6], tuple(r[6] or ()), estimate=speed[r[2]], punished=r[7] is not None and r[7] > now, proven=r[8] is not None
+        )
+        for r in rows
+    ]
+    ranked = choice.rank(
+        candidates, gpu_needed_mib=need.gpu_mib, model=need.model, unproven_share=settings.STATS_UNPROVEN_SHARE
+    )
+    for c in ranked:
         won = Connection.objects.filter(pk=c.connection_id, state=Connection.State.FREE).update(
             state=Connection.State.BUSY,
             job_id=job_id,
@@ -285,8 +302,14 @@ def set_away(*, connection_id: int, away: bool) -> None:
 
 
 def count_frames(*, connection_id: int, stray: int = 0, bad: int = 0) -> None:
+    """Count frames dropped by the consumer. Garbage punishes the worker; a stray
+    frame does not (it is usually the tail of a job its caller abandoned)."""
     from django.db.models import F
+
+    from stats import services as stats_services
 
     Connection.objects.filter(pk=connection_id).update(
         stray_frames=F("stray_frames") + stray, bad_frames=F("bad_frames") + bad
     )
+    if bad:
+        stats_services.punish_connection(connection_id=connection_id, reason=stats_services.Failure.GARBAGE)

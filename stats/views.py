@@ -1,0 +1,25 @@
+"""`GET /worker/detail`: connected workers, anonymised."""
+
+from adrf.views import APIView
+from asgiref.sync import sync_to_async
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+
+from routing.errors import Unauthorized
+
+from . import selectors
+
+
+class WorkerDetailView(APIView):
+    """Public. `?query=<pubkey | auth key | user id>` keeps that owner's workers;
+    `?query=user` with an API key keeps the caller's own."""
+
+    permission_classes = [AllowAny]
+
+    async def get(self, request):
+        query = request.query_params.get("query", "")
+        if query == "user" and not request.auth:
+            raise Unauthorized(
+                "query=user lists the workers connected with your API key: send it as 'Authorization: Bearer YOUR_KEY'."
+            )
+        return Response(await sync_to_async(selectors.worker_detail)(query=query, caller_token=request.auth or ""))
