@@ -16,8 +16,8 @@ from . import ema
 from .models import Kind, SizeBin, WorkerStats
 from .services import EXPORT_FORMAT, EXPORT_VERSION
 
-# A value to compare against: the original's reference size for /worker/detail
-# (msize 5, about a 7B model at 5 bits).
+# `perf` is rounded in /worker/detail: microseconds per token are plenty, and
+# full floats would make two workers' entries needlessly distinct.
 PERF_DECIMALS = 6
 
 
