@@ -18,10 +18,11 @@ if (BASE_DIR / ".env").is_file():
 # --- Core ---------------------------------------------------------------------
 
 DEBUG = env.bool("DEBUG", default=True)
-# The development key only exists so the embedded default runs with nothing set;
-# a system check refuses it when DEBUG is off.
+# The development key only exists so the embedded default runs with nothing set.
+# With DEBUG off SECRET_KEY is required (ImproperlyConfigured names it), and a
+# system check refuses the development key if it is set on purpose.
 DEV_SECRET_KEY = "django-insecure-queenbee-development-key-change-me"
-SECRET_KEY = env.str("SECRET_KEY", default=DEV_SECRET_KEY)
+SECRET_KEY = env.str("SECRET_KEY", default=DEV_SECRET_KEY) if DEBUG else env.str("SECRET_KEY")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["*"] if DEBUG else [])
 
 INSTALLED_APPS = [
@@ -34,6 +35,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "workers",
     "routing",
     "stats",
@@ -41,6 +44,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "queenbee_site.middleware.RequestLogMiddleware",
     "routing.middleware.DrainingMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -123,6 +127,8 @@ if REDIS_URL:
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
+            # Lets two Queenbee clusters (or test servers) share one Redis.
+            "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default=""),
         }
     }
 else:
@@ -159,6 +165,20 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "routing.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+# The OpenAPI schema at /v1/openapi.json and its docs page at /v1/docs (Swagger
+# UI served from this server's static files, so it works offline).
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Queenbee",
+    "DESCRIPTION": "OpenAI-compatible inference served by a crowd of GPU workers.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # A shared token that authenticates without an API key row (as the original's
@@ -174,6 +194,18 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_REQUEST_BYTES", default=8 * 1024 * 10
 # Largest frame a worker may send. Image replies carry base64 PNGs (a few MB
 # each) and fine-tune chunks are 64 KiB raw; anything larger is garbage.
 WORKER_MAX_FRAME_BYTES = env.int("WORKER_MAX_FRAME_BYTES", default=32 * 1024 * 1024)
+# Frames a worker may send per second, sustained and in a burst. A fast GPU
+# streams a few hundred tokens a second, one frame each; far more is a flood,
+# and the socket is closed (workers/limits.py).
+WORKER_FRAME_RATE = env.float("WORKER_FRAME_RATE", default=1000.0)
+WORKER_FRAME_BURST = env.float("WORKER_FRAME_BURST", default=2000.0)
+# Frames received but not yet handled, per socket, before it is closed as a
+# flood: about three seconds of a fast stream while the database stalls.
+WORKER_MAX_BACKLOG = env.int("WORKER_MAX_BACKLOG", default=1000)
+# New worker sockets per client address and minute, across the cluster. A farm
+# behind one address reconnects all its GPUs at once after a restart; thousands
+# a minute is an attack. 0 turns the limit off.
+WORKER_CONNECTS_PER_MINUTE = env.int("WORKER_CONNECTS_PER_MINUTE", default=600)
 # A worker must say who it is promptly; a socket that never sends its connect
 # message only holds a file descriptor.
 WORKER_CONNECT_TIMEOUT = env.float("WORKER_CONNECT_TIMEOUT", default=20.0)
@@ -263,13 +295,51 @@ STATS_UNPROVEN_SHARE = env.float("STATS_UNPROVEN_SHARE", default=0.1)
 # original's 5: about a 7B model at 5 bits).
 STATS_REFERENCE_SIZE = env.float("STATS_REFERENCE_SIZE", default=5.0)
 
-# --- Logging ------------------------------------------------------------------
+# --- Production: HTTPS, cookies, proxies (README "Production") -----------------
+
+# Addresses (or networks, `10.0.0.0/8`) of the proxies in front of Queenbee.
+# X-Forwarded-For is believed only from them, for the worker limits per
+# address and for logs; with none set the header is ignored.
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
+# Behind a proxy that terminates TLS, the header it sets to say so
+# (e.g. X-Forwarded-Proto); without it Django cannot tell HTTPS requests apart.
+_proxy_ssl_header = env.str("PROXY_SSL_HEADER", default="")
+if _proxy_ssl_header:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + _proxy_ssl_header.upper().replace("-", "_"), "https")
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+# Probes and scrapers talk to the process directly, over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+# The admin's session and CSRF cookies travel over HTTPS only, unless DEBUG.
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+SILENCED_SYSTEM_CHECKS = env.list("SILENCED_SYSTEM_CHECKS", default=[])
+
+# --- Operations: metrics and logs (README "Operations") -----------------------
+
+# Bearer token Prometheus must send to /metrics. Empty turns /metrics off.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        # One event per line with its fields: `text` (key=value) or `json`.
+        "structured": {"()": "queenbee_site.logs.StructuredFormatter", "json_lines": env.str("LOG_FORMAT", default="text") == "json"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "structured"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.channels.server": {"level": "WARNING"}},
+    "loggers": {
+        "django.channels.server": {"level": "WARNING"},
+        # Django's own console handler (DEBUG only) would print its lines twice.
+        "django": {"handlers": [], "level": "INFO"},
+        # At DEBUG these would print SQL parameters and raw frames, which hold
+        # payout addresses and prompts; they stay at INFO whatever LOG_LEVEL says.
+        "django.db.backends": {"level": "INFO"},
+        "daphne": {"level": "INFO"},
+        "autobahn": {"level": "INFO"},
+    },
 }

@@ -2,17 +2,26 @@ from django.conf import settings
 from django.contrib import admin
 from django.contrib.staticfiles.urls import staticfiles_urlpatterns
 from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerView
 
 from routing.errors import unknown_url
 
+from . import views
+
 urlpatterns = [
+    path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
+    path("metrics", views.metrics_view, name="metrics"),
+    path("v1/openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
+    path("v1/docs", SpectacularSwaggerView.as_view(url_name="openapi"), name="docs"),
     path("admin/", admin.site.urls),
     path("", include("routing.urls")),
 ]
 if settings.DEBUG:
     urlpatterns += staticfiles_urlpatterns()
 # API clients get OpenAI's envelope for unknown URLs, even with DEBUG on.
-urlpatterns.append(re_path(r"^(v1|worker)(/.*)?$", unknown_url))
+# `[\s\S]` so a path with a newline in it matches too (`.` would not).
+urlpatterns.append(re_path(r"^(v1|worker)(/[\s\S]*)?$", unknown_url, name="unknown_url"))
 
 handler400 = "routing.errors.handler400"
 handler404 = "routing.errors.handler404"

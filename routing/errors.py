@@ -9,6 +9,8 @@ import logging
 from typing import Any
 
 from django import db
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
@@ -102,6 +104,9 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     """DRF's exception handler: every error leaves in OpenAI's envelope."""
     if isinstance(exc, ApiError):
         return Response(api_error_body(exc), status=exc.status)
+    if isinstance(exc, RequestDataTooBig):
+        message = f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes."
+        return Response(error_body(message, type="invalid_request_error", code="request_too_large"), status=413)
     if isinstance(exc, drf.ValidationError):
         param, message = _first_validation_error(exc.detail)
         text = f"{param}: {message}" if param else message

@@ -4,6 +4,7 @@ Unknown fields are ignored, as OpenAI does; only validated fields are sent on
 to workers. Errors name the field (see errors.exception_handler).
 """
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from .model_names import InvalidModelName, parse_model
@@ -34,6 +35,9 @@ class GpuFilterSerializer(serializers.Serializer):
     user_id = serializers.CharField(required=False, max_length=200)
 
 
+@extend_schema_field(
+    {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}], "nullable": True}
+)
 class ContentField(serializers.Field):
     """Message content: a string, a list of content parts, or null (tool calls)."""
 

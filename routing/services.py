@@ -23,6 +23,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from stats.services import Failure, JobOutcome, Recorded, record_outcome
+from queenbee_site import observe
 from workers.dispatch import AllBusy, FrameTimeout, JobHandle, LayerDown, Timeouts, WorkerGone, claim_job
 from workers.services import Need, NoWorkerFits
 
@@ -219,6 +220,7 @@ STATS_KINDS = {Job.Kind.CHAT: "text", Job.Kind.EMBEDDINGS: "embeddings", Job.Kin
 
 async def record_job(*, spec: JobSpec, handle: JobHandle, public_id: str, status: str, error: str = "", attempts: int = 1, usage: Usage | None = None, images: int = 0, failure: str = "") -> None:
     usage = usage or Usage()
+    observe.job_recorded(spec=spec, handle=handle, public_id=public_id, status=status, error=error, attempts=attempts, usage=usage)
     now = time.monotonic()
     recorded = Recorded()
     if status != Job.Status.CANCELLED:  # a caller leaving says nothing about the worker

@@ -6,7 +6,7 @@ from django.http import StreamingHttpResponse
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
-from . import selectors, services
+from . import openapi, selectors, services
 from .errors import NotFound
 from .serializers import ChatCompletionSerializer, CompletionSerializer, EmbeddingsSerializer, ImagesSerializer
 
@@ -25,6 +25,7 @@ def event_stream(events) -> StreamingHttpResponse:
 
 
 class ChatCompletionsView(APIView):
+    @openapi.chat_completions
     async def post(self, request):
         data = validated(ChatCompletionSerializer, request)
         spec = services.chat_spec(data=data, caller=request.user)
@@ -34,6 +35,7 @@ class ChatCompletionsView(APIView):
 
 
 class CompletionsView(APIView):
+    @openapi.completions
     async def post(self, request):
         data = validated(CompletionSerializer, request)
         spec = services.chat_spec(data=data, caller=request.user, openai_url="/v1/completions")
@@ -43,12 +45,14 @@ class CompletionsView(APIView):
 
 
 class EmbeddingsView(APIView):
+    @openapi.embeddings
     async def post(self, request):
         data = validated(EmbeddingsSerializer, request)
         return Response(await services.embeddings(spec=services.embeddings_spec(data=data, caller=request.user)))
 
 
 class ImagesView(APIView):
+    @openapi.images
     async def post(self, request):
         data = validated(ImagesSerializer, request)
         return Response(await services.images(spec=services.images_spec(data=data, caller=request.user)))
@@ -59,12 +63,14 @@ def model_entry(name: str) -> dict:
 
 
 class ModelsView(APIView):
+    @openapi.list_models
     async def get(self, request):
         names = await sync_to_async(selectors.advertised_models)()
         return Response({"object": "list", "data": [model_entry(n) for n in names]})
 
 
 class ModelDetailView(APIView):
+    @openapi.retrieve_model
     async def get(self, request, model_id: str):
         names = await sync_to_async(selectors.advertised_models)()
         if model_id not in names:
@@ -76,5 +82,6 @@ class WorkerStatsView(APIView):
     authentication_classes = []
     permission_classes = [AllowAny]
 
+    @openapi.worker_stats
     async def get(self, request):
         return Response(await sync_to_async(selectors.worker_counts)())

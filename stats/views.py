@@ -5,6 +5,7 @@ from asgiref.sync import sync_to_async
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
+from routing import openapi
 from routing.errors import Unauthorized
 
 from . import selectors
@@ -16,6 +17,7 @@ class WorkerDetailView(APIView):
 
     permission_classes = [AllowAny]
 
+    @openapi.worker_detail
     async def get(self, request):
         query = request.query_params.get("query", "")
         if query == "user" and not request.auth:

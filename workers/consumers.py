@@ -17,7 +17,9 @@ from channels.exceptions import ChannelFull
 from django.conf import settings
 from django.db import DatabaseError
 
-from . import events, queue, services
+from queenbee_site import observe
+
+from . import events, limits, queue, services
 from .liveness import registry
 from .resilient import ResilientConsumer
 from .protocol import ProtocolError, decode_frame, parse_connect_message
@@ -53,7 +55,9 @@ class ActiveJob:
 
 class WorkerConsumer(ResilientConsumer):
     connection_id: int | None = None
+    worker_id: int | None = None
     process_id: int | None = None
+    guard: limits.SocketLimits | None = None
     job: ActiveJob | None = None
     connect_timer: asyncio.Task | None = None
     expected_job: str = ""
@@ -62,22 +66,31 @@ class WorkerConsumer(ResilientConsumer):
 
     async def connect(self) -> None:
         await self.accept()
+        self.guard = limits.SocketLimits(self.scope)
+        if refusal := await self.guard.refusal():
+            return await self.refuse(refusal)
         self.connect_timer = asyncio.create_task(self._close_after(settings.WORKER_CONNECT_TIMEOUT, "no connect message"))
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:
+            self.guard.count_frame()
             frame = decode_frame(text_data, bytes_data, max_bytes=settings.WORKER_MAX_FRAME_BYTES)
             if self.connection_id is None:
                 await self.register(frame)
             else:
                 await self.relay(frame, text_data if text_data is not None else json.dumps(frame))
         except ProtocolError as exc:
-            if self.connection_id is None:
-                await self.close(code=exc.code, reason=exc.reason)
+            if self.connection_id is None or exc.fatal:
+                await self.refuse(exc)
             else:
                 # Garbage from a registered worker is counted (and punished by
                 # stats), never relayed and never fatal to the connection.
                 await database_sync_to_async(services.count_frames)(connection_id=self.connection_id, bad=1)
+
+    async def refuse(self, exc: ProtocolError) -> None:
+        """Close with the reason, once: frames queued behind the close still arrive."""
+        if self.guard.first_refusal(exc, registered=self.connection_id is not None):
+            await self.close(code=exc.code, reason=exc.reason)
 
     async def register(self, frame: dict) -> None:
         info = parse_connect_message(frame)
@@ -86,15 +99,17 @@ class WorkerConsumer(ResilientConsumer):
                 verify_connect_signature(frame)
             except BadSignature as exc:
                 raise ProtocolError(f"bad signature: {exc}", code=CLOSE_BAD_SIGNATURE) from None
+        await self.guard.claim_identity(info)
         self.process_id = await registry.ensure()
         try:
-            _, self.connection_id = await database_sync_to_async(services.register_connection)(
+            self.worker_id, self.connection_id = await database_sync_to_async(services.register_connection)(
                 process_id=self.process_id, channel_name=self.channel_name, info=info
             )
         except services.ProcessGone:
             await registry.forget(self.process_id)
             raise ProtocolError("coordinator restarting, connect again", code=1012) from None
         self.connect_timer.cancel()
+        observe.worker_connected(worker_id=self.worker_id, connection_id=self.connection_id, info=info, ip=self.guard.ip)
         await self.channel_layer.group_add(events.process_group(self.process_id), self.channel_name)
         await self.hand_off(job_id="")  # someone may be waiting for just this worker
 
@@ -194,6 +209,7 @@ class WorkerConsumer(ResilientConsumer):
         await self.channel_layer.group_discard(events.process_group(self.process_id), self.channel_name)
         # The row knows the job even if its message had not reached us yet.
         job_id, reply_channel = await database_sync_to_async(services.unregister_connection)(connection_id=self.connection_id)
+        observe.worker_disconnected(self.guard, worker_id=self.worker_id, connection_id=self.connection_id, code=code)
         self.connection_id = None
         if job_id and reply_channel:
             await self._reply_to(reply_channel, events.gone(job_id=job_id, reason="the worker disconnected"))

@@ -13,15 +13,29 @@ DEFAULT_CAPABILITIES = ("llama-infer",)
 MAX_STRING = 1024
 MAX_LIST = 1024
 MAX_DEPTH = 32
+# Fields stored in columns of their own are capped at the column's width
+# (workers/models.py), so a long one is a clear close reason, not a database error.
+MAX_VERSION = 64
+MAX_PUBKEY = 64  # base64 of a 32-byte key is 44 characters
+MAX_SLUG = 64
+MAX_PAYOUT = 255
+MAX_MODEL_NAME = 300
+MAX_CAPABILITIES = 16  # their joined text has a 500-character column
+MAX_CAPABILITY = 24
 
 
 class ProtocolError(Exception):
-    """A worker broke the protocol. `code` is the websocket close code to use."""
+    """A worker broke the protocol. `code` is the websocket close code to use.
 
-    def __init__(self, reason: str, *, code: int = 4002):
+    Before registration every ProtocolError closes the socket; after it, only a
+    `fatal` one does (a garbled frame is counted instead).
+    """
+
+    def __init__(self, reason: str, *, code: int = 4002, fatal: bool = False):
         super().__init__(reason)
         self.reason = reason
         self.code = code
+        self.fatal = fatal
 
 
 def decode_frame(text: str | None, data: bytes | None, *, max_bytes: int) -> dict[str, Any]:
@@ -34,14 +48,34 @@ def decode_frame(text: str | None, data: bytes | None, *, max_bytes: int) -> dic
         except UnicodeDecodeError:
             raise ProtocolError("frame is not UTF-8 text") from None
     if len(text) > max_bytes:
-        raise ProtocolError(f"frame larger than {max_bytes} bytes", code=4009)
+        raise ProtocolError(f"frame larger than {max_bytes} bytes", code=4009, fatal=True)
     try:
         frame = json.loads(text)
     except (ValueError, RecursionError):
         raise ProtocolError("frame is not JSON") from None
     if not isinstance(frame, dict):
         raise ProtocolError("frame is not a JSON object")
+    if _too_deep(frame, MAX_DEPTH):
+        # Legitimate frames nest about 6 deep; deeper ones only exist to make
+        # whoever re-encodes them (the API side, msgpack) hit recursion limits.
+        raise ProtocolError(f"frame is nested deeper than {MAX_DEPTH} levels")
     return frame
+
+
+_CONTAINERS = (dict, list)
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    """Iterative, so a hostile frame cannot exhaust the stack here either."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if item.__class__ is dict else item
+        # json.loads makes exact dicts and lists; the class test is the fast one.
+        stack.extend((c, depth + 1) for c in [c for c in children if c.__class__ in _CONTAINERS])
+    return False
 
 
 @dataclass(frozen=True)
@@ -123,14 +157,14 @@ def version_key(version: str) -> str:
     return ".".join(f"{p:06d}" for p in parts[:4])
 
 
-def _str(msg: dict, key: str, default: str = "") -> str:
+def _str(msg: dict, key: str, default: str = "", *, max_length: int = MAX_STRING) -> str:
     value = msg.get(key, default)
     if value is None:
         return default
     if not isinstance(value, str):
         raise ProtocolError(f"connect message: {key} must be a string")
-    if len(value) > MAX_STRING:
-        raise ProtocolError(f"connect message: {key} is too long")
+    if len(value) > max_length:
+        raise ProtocolError(f"connect message: {key} is longer than {max_length} characters")
     return value
 
 
@@ -147,14 +181,16 @@ def _int(msg: dict, key: str, *, optional: bool = False) -> int | None:
     return int(value)
 
 
-def _str_list(msg: dict, key: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+def _str_list(
+    msg: dict, key: str, default: tuple[str, ...] = (), *, max_items: int = MAX_LIST, max_length: int = MAX_STRING
+) -> tuple[str, ...]:
     value = msg.get(key)
     if value is None:
         return default
-    if not isinstance(value, list) or len(value) > MAX_LIST:
-        raise ProtocolError(f"connect message: {key} must be a list of at most {MAX_LIST} strings")
-    if not all(isinstance(v, str) and len(v) <= MAX_STRING for v in value):
-        raise ProtocolError(f"connect message: {key} must hold strings")
+    if not isinstance(value, list) or len(value) > max_items:
+        raise ProtocolError(f"connect message: {key} must be a list of at most {max_items} strings")
+    if not all(isinstance(v, str) and len(v) <= max_length for v in value):
+        raise ProtocolError(f"connect message: {key} must hold strings of at most {max_length} characters")
     return tuple(value)
 
 
@@ -192,14 +228,16 @@ def parse_connect_message(msg: dict[str, Any]) -> ConnectInfo:
     """Validate the first frame a worker sends. Missing fields take the original's defaults."""
     if "openai_req" in msg or "cpu_count" not in msg and "worker_version" not in msg:
         raise ProtocolError("first frame must be the connect message")
-    capabilities = _str_list(msg, "capabilities", DEFAULT_CAPABILITIES) or DEFAULT_CAPABILITIES
+    capabilities = _str_list(
+        msg, "capabilities", DEFAULT_CAPABILITIES, max_items=MAX_CAPABILITIES, max_length=MAX_CAPABILITY
+    ) or DEFAULT_CAPABILITIES
     return ConnectInfo(
-        worker_version=_str(msg, "worker_version"),
+        worker_version=_str(msg, "worker_version", max_length=MAX_VERSION),
         capabilities=capabilities,
-        pubkey=_str(msg, "pubkey"),
-        slug=_str(msg, "slug"),
+        pubkey=_str(msg, "pubkey", max_length=MAX_PUBKEY),
+        slug=_str(msg, "slug", max_length=MAX_SLUG),
         sig=_str(msg, "sig"),
-        ln_address=_str(msg, "ln_address") or _str(msg, "ln_url"),
+        ln_address=_str(msg, "ln_address", max_length=MAX_PAYOUT) or _str(msg, "ln_url", max_length=MAX_PAYOUT),
         auth_key=_str(msg, "auth_key"),
         cpu_count=_int(msg, "cpu_count") or 0,
         disk_space_mib=_int(msg, "disk_space") or 0,
@@ -210,5 +248,5 @@ def parse_connect_message(msg: dict[str, Any]) -> ConnectInfo:
         cl_driver_version=_opt_str(msg, "cl_driver_version"),
         cl_gpus=_gpus(msg, "cl_gpus"),
         web_gpus=_gpus(msg, "web_gpus"),
-        models=_str_list(msg, "models"),
+        models=_str_list(msg, "models", max_length=MAX_MODEL_NAME),
     )
