@@ -156,6 +156,59 @@ if AWS_STORAGE_BUCKET_NAME:
     AWS_DEFAULT_ACL = None
     AWS_QUERYSTRING_AUTH = True
 
+# --- Fine-tuning and files ------------------------------------------------------
+
+# Largest file POST /v1/files accepts (OpenAI's own limit is 512 MB); larger is a 413.
+FILES_MAX_BYTES = env.int("FILES_MAX_BYTES", default=512 * 1024 * 1024)
+# Lifetime of the signed URLs workers fetch training files and fine-tuned models
+# from. A worker starts the download as soon as it gets the job, but a slow link
+# may need hours for a large GGUF, and the URL must outlive the download.
+SIGNED_URL_SECONDS = env.int("SIGNED_URL_SECONDS", default=6 * 3600)
+if AWS_STORAGE_BUCKET_NAME:
+    # Presigned S3 URLs expire with the signed Queenbee ones, and use SigV4: the
+    # only scheme newer AWS regions accept (botocore may pick SigV2 otherwise).
+    AWS_QUERYSTRING_EXPIRE = SIGNED_URL_SECONDS
+    AWS_S3_SIGNATURE_VERSION = env.str("AWS_S3_SIGNATURE_VERSION", default="s3v4")
+    # Reading a file from S3 (GET /v1/files/{id}/content) spools past this size to
+    # disk instead of memory (django-storages keeps it all in memory by default).
+    AWS_S3_MAX_MEMORY_SIZE = 8 * 1024 * 1024
+# How workers reach this Queenbee for signed downloads from local storage, e.g.
+# https://queenbee.example.com. Empty: the URL the job or request came in on. The
+# original worker only downloads https URLs, so set it behind TLS.
+PUBLIC_URL = env.str("PUBLIC_URL", default="")
+# GPU memory a fine-tune needs, as a multiple of inference of the base model
+# (size x 1000 MiB): 4-bit QLoRA holds the weights, LoRA optimizer state and
+# activations at pad_length 512, about twice what llama.cpp needs to serve it.
+FINETUNE_GPU_FACTOR = env.float("FINETUNE_GPU_FACTOR", default=2.0)
+# Each process looks for queued jobs and free capable workers this often (and at
+# once when a job is created on it). A fine-tune runs for hours; seconds of
+# delay do not matter, and the query is one indexed scan.
+FINETUNE_POLL_INTERVAL = env.float("FINETUNE_POLL_INTERVAL", default=5.0)
+# A running job's process writes its heartbeat this often; the same beat notices
+# a cancel, so it is also how long a cancelled job may still take frames.
+FINETUNE_HEARTBEAT_INTERVAL = env.float("FINETUNE_HEARTBEAT_INTERVAL", default=5.0)
+# A job whose heartbeat is older than this lost its process (crash, restart):
+# another process queues it again. Six missed beats, so a slow one is no death.
+FINETUNE_RUNNER_GRACE = env.float("FINETUNE_RUNNER_GRACE", default=30.0)
+# A job is queued again at most this many times after its process died; a job
+# that keeps killing its coordinator must not loop forever.
+FINETUNE_MAX_ATTEMPTS = env.int("FINETUNE_MAX_ATTEMPTS", default=2)
+# Until the worker's first frame. The original worker answers `download_data`
+# at once (the original coordinator waited 60 s); a slow event loop gets slack.
+FINETUNE_FIRST_FRAME_TIMEOUT = env.float("FINETUNE_FIRST_FRAME_TIMEOUT", default=120.0)
+# Between two frames. The worker reports every 25 training steps, and 25 steps
+# of a large model on a small GPU, or merging and quantizing it, take many
+# minutes (the original waited forever).
+FINETUNE_GAP_TIMEOUT = env.float("FINETUNE_GAP_TIMEOUT", default=3 * 3600.0)
+# A whole job, after which the worker's socket is dropped as stuck.
+FINETUNE_TOTAL_TIMEOUT = env.float("FINETUNE_TOTAL_TIMEOUT", default=72 * 3600.0)
+# Artifacts are written to storage in parts of this size, the only part held in
+# memory. S3 allows 10,000 parts of at least 5 MiB: 16 MiB parts cover 156 GiB.
+FINETUNE_UPLOAD_PART_BYTES = env.int("FINETUNE_UPLOAD_PART_BYTES", default=16 * 1024 * 1024)
+# Larger artifacts fail the job: a worker must not fill the bucket. A 70B model
+# at q8_0 is about 75 GB.
+FINETUNE_MAX_ARTIFACT_BYTES = env.int("FINETUNE_MAX_ARTIFACT_BYTES", default=150 * 1024**3)
+
 # --- API ----------------------------------------------------------------------
 
 REST_FRAMEWORK = {

@@ -16,6 +16,7 @@ urlpatterns = [
     path("v1/docs", SpectacularSwaggerView.as_view(url_name="openapi"), name="docs"),
     path("admin/", admin.site.urls),
     path("", include("routing.urls")),
+    path("", include("finetune.urls")),
 ]
 if settings.DEBUG:
     urlpatterns += staticfiles_urlpatterns()

@@ -9,11 +9,16 @@ from workers.models import Connection
 
 
 def advertised_models() -> list[str]:
-    """Models that connected workers advertise, then the configured defaults."""
+    """Models that connected workers advertise, then the configured defaults.
+
+    A worker that ran a fine-tune advertises the result (`user:…`); fine-tuned
+    models are listed to their owner only (finetune.selectors), never from here.
+    """
     seen: dict[str, None] = {}
     for models in live_connections().values_list("advertised_models", flat=True):
         for name in models or ():
-            seen.setdefault(name, None)
+            if not name.startswith("user:"):
+                seen.setdefault(name, None)
     for name in settings.DEFAULT_MODELS:
         seen.setdefault(name, None)
     return list(seen)

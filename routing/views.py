@@ -6,6 +6,9 @@ from django.http import StreamingHttpResponse
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
+from finetune import selectors as fine_tuned
+from finetune.services import owner_of
+
 from . import openapi, selectors, services
 from .errors import NotFound
 from .serializers import ChatCompletionSerializer, CompletionSerializer, EmbeddingsSerializer, ImagesSerializer
@@ -29,6 +32,7 @@ class ChatCompletionsView(APIView):
     async def post(self, request):
         data = validated(ChatCompletionSerializer, request)
         spec = services.chat_spec(data=data, caller=request.user)
+        spec = await fine_tuned.with_fine_tuned_model(spec, base_url=request.build_absolute_uri("/"))
         if spec.stream:
             return event_stream(await services.stream(spec=spec, prefix="chatcmpl", object_name="chat.completion.chunk"))
         return Response(await services.complete(spec=spec, prefix="chatcmpl", object_name="chat.completion"))
@@ -39,6 +43,7 @@ class CompletionsView(APIView):
     async def post(self, request):
         data = validated(CompletionSerializer, request)
         spec = services.chat_spec(data=data, caller=request.user, openai_url="/v1/completions")
+        spec = await fine_tuned.with_fine_tuned_model(spec, base_url=request.build_absolute_uri("/"))
         if spec.stream:
             return event_stream(await services.stream(spec=spec, prefix="cmpl", object_name="text_completion"))
         return Response(await services.complete(spec=spec, prefix="cmpl", object_name="text_completion"))
@@ -66,12 +71,16 @@ class ModelsView(APIView):
     @openapi.list_models
     async def get(self, request):
         names = await sync_to_async(selectors.advertised_models)()
-        return Response({"object": "list", "data": [model_entry(n) for n in names]})
+        own = await sync_to_async(fine_tuned.fine_tuned_models)(owner=owner_of(request.user))
+        return Response({"object": "list", "data": own + [model_entry(n) for n in names]})
 
 
 class ModelDetailView(APIView):
     @openapi.retrieve_model
     async def get(self, request, model_id: str):
+        own = await sync_to_async(fine_tuned.fine_tuned_model)(owner=owner_of(request.user), name=model_id)
+        if own:
+            return Response(own)
         names = await sync_to_async(selectors.advertised_models)()
         if model_id not in names:
             raise NotFound(f"The model '{model_id}' does not exist or no worker offers it.", param="model", code="model_not_found")
