@@ -16,9 +16,12 @@ from rest_framework.views import APIView
 
 from routing.errors import json_error
 
-from . import selectors, services, storage
+from . import openapi, selectors, services, storage
 from .scheduler import scheduler
 from .serializers import CheckpointPageSerializer, FileListSerializer, FileUploadSerializer, JobCreateSerializer, PageSerializer
+
+
+OCTETS = "application/octet-stream"
 
 
 def validated(serializer_class, data) -> dict:
@@ -34,10 +37,12 @@ def owner(request) -> str:
 class FilesView(APIView):
     parser_classes = [MultiPartParser, FormParser]
 
+    @openapi.list_files
     def get(self, request):
         query = validated(FileListSerializer, request.query_params)
         return Response(selectors.list_files(owner=owner(request), **query))
 
+    @openapi.upload_file
     def post(self, request):
         data = validated(FileUploadSerializer, request.data)
         file = services.upload_file(owner=owner(request), uploaded=data["file"], purpose=data["purpose"])
@@ -45,9 +50,11 @@ class FilesView(APIView):
 
 
 class FileView(APIView):
+    @openapi.retrieve_file
     def get(self, request, file_id: str):
         return Response(selectors.file_object(selectors.get_file(owner=owner(request), file_id=file_id)))
 
+    @openapi.delete_file
     def delete(self, request, file_id: str):
         services.delete_file(owner=owner(request), file_id=file_id)
         return Response({"id": file_id, "object": "file", "deleted": True})
@@ -67,9 +74,10 @@ class AnyAccept(BaseContentNegotiation):
 class FileContentView(APIView):
     content_negotiation_class = AnyAccept
 
+    @openapi.file_content
     def get(self, request, file_id: str):
         file = selectors.get_file(owner=owner(request), file_id=file_id)
-        return FileResponse(storage.open_for_reading(file.storage_name), as_attachment=True, filename=file.filename)
+        return FileResponse(storage.open_for_reading(file.storage_name), as_attachment=True, filename=file.filename, content_type=OCTETS)
 
 
 def signed_download(request, token: str):
@@ -82,16 +90,18 @@ def signed_download(request, token: str):
     except signing.BadSignature:
         return json_error(403, "This download link is not valid.", type="invalid_request_error", code="bad_link")
     try:
-        return FileResponse(storage.open_for_reading(name), as_attachment=True, filename=name.rsplit("/", 1)[-1])
+        return FileResponse(storage.open_for_reading(name), as_attachment=True, filename=name.rsplit("/", 1)[-1], content_type=OCTETS)
     except FileNotFoundError:
         return json_error(404, "This file no longer exists.", type="invalid_request_error", code="not_found")
 
 
 class JobsView(AsyncAPIView):
+    @openapi.list_jobs
     async def get(self, request):
         page = validated(PageSerializer, request.query_params)
         return Response(await sync_to_async(selectors.list_jobs)(owner=owner(request), **page))
 
+    @openapi.create_job
     async def post(self, request):
         data = validated(JobCreateSerializer, request.data)
         job = await sync_to_async(services.create_job)(owner=owner(request), data=data, base_url=request.build_absolute_uri("/"))
@@ -100,23 +110,27 @@ class JobsView(AsyncAPIView):
 
 
 class JobView(AsyncAPIView):
+    @openapi.retrieve_job
     async def get(self, request, job_id: str):
         return Response(await sync_to_async(selectors.get_job)(owner=owner(request), job_id=job_id))
 
 
 class JobCancelView(AsyncAPIView):
+    @openapi.cancel_job
     async def post(self, request, job_id: str):
         job = await sync_to_async(services.cancel_job)(owner=owner(request), job_id=job_id)
         return Response(await sync_to_async(selectors.get_job)(owner=job.owner, job_id=job.public_id))
 
 
 class JobEventsView(AsyncAPIView):
+    @openapi.list_events
     async def get(self, request, job_id: str):
         page = validated(PageSerializer, request.query_params)
         return Response(await sync_to_async(selectors.list_events)(owner=owner(request), job_id=job_id, **page))
 
 
 class JobCheckpointsView(AsyncAPIView):
+    @openapi.list_checkpoints
     async def get(self, request, job_id: str):
         page = validated(CheckpointPageSerializer, request.query_params)
         return Response(await sync_to_async(selectors.list_checkpoints)(owner=owner(request), job_id=job_id, **page))

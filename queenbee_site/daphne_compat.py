@@ -13,6 +13,10 @@
 3. Close a socket whose frames arrive faster than its consumer handles them.
    Daphne queues every frame for the application without bound, so a flood would
    grow memory before any rate limit in the consumer saw it.
+4. Leave request bodies to Django. Twisted parses every multipart POST into
+   memory before daphne sees it (a 500 MB upload to /v1/files would be held
+   whole, twice) and answers a malformed one with a bare 400 that is not
+   OpenAI's envelope; Django parses uploads itself, streaming them to disk.
 """
 
 from django.conf import settings
@@ -23,9 +27,11 @@ CLOSE_RATE_LIMITED = 4029  # as workers/limits.py
 
 def install() -> None:
     try:
+        from daphne.http_protocol import WebRequest
         from daphne.ws_protocol import WebSocketProtocol
     except ImportError:  # another ASGI server
         return
+    _leave_bodies_to_django(WebRequest)
     if getattr(WebSocketProtocol, "_queenbee_close_reason", False):
         return
     original = WebSocketProtocol.handle_reply
@@ -40,6 +46,19 @@ def install() -> None:
     WebSocketProtocol.handle_reply = handle_reply
     WebSocketProtocol._queenbee_close_reason = True
     _install_limits(WebSocketProtocol)
+
+
+def _leave_bodies_to_django(request_class) -> None:
+    if getattr(request_class, "_queenbee_raw_bodies", False):
+        return
+    init = request_class.__init__
+
+    def __init__(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        self._parsePOSTFormSubmission = False  # twisted.web.http.Request's switch
+
+    request_class.__init__ = __init__
+    request_class._queenbee_raw_bodies = True
 
 
 def _install_limits(protocol_class) -> None:

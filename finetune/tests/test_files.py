@@ -96,3 +96,10 @@ def test_the_list_pages_with_after_and_limit(local_api):
     assert [f["id"] for f in first["data"]] == ids[:0:-1] and first["has_more"] is True
     rest = local_api.http.get("/v1/files", params={"limit": 2, "after": first["last_id"]}).json()
     assert [f["id"] for f in rest["data"]] == ids[:1] and rest["has_more"] is False
+
+
+def test_a_malformed_upload_gets_openais_envelope_not_a_bare_400(local_api):
+    """Twisted would parse multipart bodies itself and answer a bare 400; Django answers."""
+    response = local_api.http.post("/v1/files", content=b"--b--\r\n", headers={"Content-Type": "multipart/form-data; boundary=b"})
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "file"
