@@ -89,17 +89,29 @@ DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # WAL lets the server and management commands (or a test process) read while
-    # another writes; IMMEDIATE transactions take the write lock up front, so two
-    # writers wait on `timeout` instead of failing with "database is locked".
+    # IMMEDIATE transactions take the write lock up front, so two writers wait on
+    # `timeout` instead of failing with "database is locked". WAL (lets readers
+    # read while another process writes) belongs to the file and is switched on
+    # once per process (queenbee_site/db.py), not by every new connection.
     DATABASES["default"]["OPTIONS"] = {
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,
-        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "init_command": "PRAGMA synchronous=NORMAL;",
     }
+    # Worker consumers share one long-lived database thread: keep its connection.
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "test_db.sqlite3")}
 else:
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
+    # A pool per process: requests run their queries on short-lived threads, and
+    # opening a PostgreSQL connection for each (a new backend process) cost more
+    # than the rest of the request. Size it for the threads that query at once.
+    DATABASES["default"]["OPTIONS"] = {
+        "pool": {
+            "min_size": env.int("DB_POOL_MIN", default=2),
+            "max_size": env.int("DB_POOL_MAX", default=16),
+            "timeout": 10,
+        }
+    }
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 # --- Channel layer and cache --------------------------------------------------

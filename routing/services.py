@@ -243,7 +243,9 @@ async def record_job(*, spec: JobSpec, handle: JobHandle, public_id: str, status
         except Exception:
             log.exception("could not record stats of job %s", public_id)
     try:
-        await Job.objects.acreate(
+        # database_sync_to_async, not acreate: this runs after the request ended,
+        # and only channels' wrapper hands the thread's connection back to the pool.
+        await database_sync_to_async(Job.objects.create)(
             public_id=public_id,
             kind=spec.kind,
             model=spec.model.name,

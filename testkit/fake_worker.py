@@ -239,7 +239,7 @@ class FakeWorker:
                         return
                     else:
                         self.send(action)
-        except ConnectionClosed:
+        except (ConnectionClosed, OSError):
             pass
         finally:
             if self._ws.close_code is not None:
@@ -248,6 +248,14 @@ class FakeWorker:
 
     def wait_closed(self, timeout: float = 10) -> None:
         self._thread.join(timeout)
+
+    def crash(self) -> None:
+        """Die like a killed process: the TCP connection drops, no closing handshake."""
+        self._stop.set()
+        try:
+            self._ws.socket.shutdown(2)
+        except OSError:
+            pass
 
     def stop(self) -> None:
         self._stop.set()

@@ -5,6 +5,7 @@ request's own reply channel, with timeouts.
 
 import asyncio
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -18,6 +19,8 @@ from . import events, queue
 from .liveness import registry
 from .mailbox import mailbox
 from .services import Claim, Need, claim_connection
+
+log = logging.getLogger(__name__)
 
 # A waiting request is handed a connection by the consumer that frees it; it also
 # polls this often, the safety net for a hand-off lost with a dying process.
@@ -151,7 +154,17 @@ async def claim_job(*, need: Need, queue_timeout: float) -> JobHandle:
         return await _claim_or_wait(need, job_id, reply_channel, inbox, started, queue_timeout, handle)
     except BaseException:
         mailbox.close(job_id)
+        # The caller left (or failed) while waiting: leave the line, in a task of
+        # its own since this one may be cancelled.
+        asyncio.ensure_future(_leave_quietly(job_id))
         raise
+
+
+async def _leave_quietly(job_id: str) -> None:
+    try:
+        await _leave(job_id=job_id)
+    except Exception:  # the heartbeat sweeps it after its deadline
+        log.warning("could not leave the waiting line", exc_info=True)
 
 
 async def _claim_or_wait(need, job_id, reply_channel, inbox, started, queue_timeout, handle) -> JobHandle:

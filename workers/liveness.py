@@ -25,6 +25,10 @@ CLOSE_WAIT = 3.0
 
 
 
+def grace() -> timedelta:
+    return timedelta(seconds=settings.PROCESS_GRACE)
+
+
 def process_name() -> str:
     return settings.PROCESS_NAME or f"{socket.gethostname()}:{os.getpid()}"
 
@@ -34,12 +38,14 @@ def start_process(*, name: str) -> int:
     with transaction.atomic():
         ServerProcess.objects.filter(name=name).delete()
         sweep_dead_processes()
-        return ServerProcess.objects.create(name=name, heartbeat_at=timezone.now()).pk
+        now = timezone.now()
+        return ServerProcess.objects.create(name=name, heartbeat_at=now, expires_at=now + grace()).pk
 
 
 def beat(*, process_id: int) -> bool:
     """Refresh the heartbeat; False if the row is gone (we were presumed dead)."""
-    updated = ServerProcess.objects.filter(pk=process_id).update(heartbeat_at=timezone.now())
+    now = timezone.now()
+    updated = ServerProcess.objects.filter(pk=process_id).update(heartbeat_at=now, expires_at=now + grace())
     sweep_dead_processes()
     return bool(updated)
 
@@ -79,8 +85,9 @@ def stop_process(*, process_id: int, remove: bool) -> None:
 
 def sweep_dead_processes() -> int:
     """Delete processes whose heartbeat stopped, with their connections."""
-    cutoff = timezone.now() - timedelta(seconds=settings.PROCESS_GRACE)
-    deleted, _ = ServerProcess.objects.filter(heartbeat_at__lt=cutoff).delete()
+    now = timezone.now()
+    cutoff = now - grace()
+    deleted, _ = ServerProcess.objects.filter(expires_at__lt=now).delete()
     # Waiters whose process died before they could leave the line.
     Waiter.objects.filter(deadline__lt=cutoff).delete()
     if deleted:
@@ -90,8 +97,7 @@ def sweep_dead_processes() -> int:
 
 def live_connections():
     """Connections held by processes whose heartbeat is fresh."""
-    cutoff = timezone.now() - timedelta(seconds=settings.PROCESS_GRACE)
-    return Connection.objects.filter(process__heartbeat_at__gte=cutoff, process__stopping=False)
+    return Connection.objects.filter(process__expires_at__gte=timezone.now(), process__stopping=False)
 
 
 class ProcessRegistry:

@@ -1,6 +1,14 @@
 """Who the workers are, and which of them are connected right now."""
 
+from datetime import timedelta
+
+from django.conf import settings
 from django.db import models
+from django.utils import timezone
+
+
+def default_expiry():
+    return timezone.now() + timedelta(seconds=settings.PROCESS_GRACE)
 
 
 class ServerProcess(models.Model):
@@ -14,6 +22,10 @@ class ServerProcess(models.Model):
     name = models.CharField(max_length=200, unique=True)
     started_at = models.DateTimeField(auto_now_add=True)
     heartbeat_at = models.DateTimeField(db_index=True)
+    # Heartbeat plus the process's own grace period. Each process says when it
+    # should be presumed dead, so processes with different settings (or a slow
+    # one next to a fast one) never sweep each other early.
+    expires_at = models.DateTimeField(db_index=True, default=default_expiry)
     stopping = models.BooleanField(default=False)
 
     def __str__(self) -> str:
