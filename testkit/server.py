@@ -45,8 +45,10 @@ def database_url(db_settings: dict) -> str:
 class QueenProcess:
     """One daphne process serving queenbee_site.asgi on a free port."""
 
-    def __init__(self, env: dict[str, str], *, name: str, port: int | None = None):
+    def __init__(self, env: dict[str, str], *, name: str, port: int | None = None, app: str = "queenbee_site.asgi:application", ready_path: str = "/worker/stats"):
         self.port = port or free_port()
+        self.app = app
+        self.ready_path = ready_path
         self.name = name
         self.env = {**os.environ, **env, "QUEENBEE_PROCESS_NAME": name, "PYTHONUNBUFFERED": "1"}
         self.proc: subprocess.Popen | None = None
@@ -64,7 +66,7 @@ class QueenProcess:
         self.log_path.parent.mkdir(exist_ok=True)
         log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "queenbee_site.asgi:application"],
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), self.app],
             cwd=ROOT,
             env=self.env,
             stdout=log,
@@ -76,7 +78,7 @@ class QueenProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited; see {self.log_path}")
             try:
-                if httpx.get(f"{self.url}/worker/stats", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}{self.ready_path}", timeout=1).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass
