@@ -99,6 +99,7 @@ class JobRun:
         self.completed: list[tuple[int, str, int]] = []
         self.metrics: dict[str, Any] = {}
         self.checkpoints = 0
+        self.frames_seen = 0
         self.succeeded = False
 
     async def watch(self, handle: JobHandle) -> None:
@@ -113,12 +114,8 @@ class JobRun:
                 beat = await db(services.beat)(
                     job_pk=self.job_pk, runner=self.runner, connection_id=handle.claim.connection_id, dispatch_id=handle.job_id
                 )
-                if beat == Beat.LOST:
-                    # A disconnect that the worker's consumer reports arrives within
-                    # milliseconds of its row going; silence means its process died.
-                    await asyncio.wait({consume}, timeout=LOST_GRACE)
-                    if consume.done():
-                        break
+                if beat == Beat.LOST and not await self._silent(handle, consume):
+                    continue
                 if beat != Beat.RUNNING:
                     ended = beat
                     consume.cancel()
@@ -136,6 +133,20 @@ class JobRun:
                 consume.cancel()
                 await self.discard()
             await db(services.let_go)(job_pk=self.job_pk, runner=self.runner)
+
+    async def _silent(self, handle: JobHandle, consume: asyncio.Task) -> bool:
+        """The worker's connection row is gone or no longer ours: is the job lost?
+
+        Not while frames are still queued for us (the consumer frees the row at
+        the job's last frame, which may wait behind thousands of chunks here) or
+        still arrive; and a disconnect the consumer reports comes within
+        milliseconds. Silence after that means the process holding the socket died.
+        """
+        if handle.inbox.qsize():
+            return False
+        seen = self.frames_seen
+        await asyncio.wait({consume}, timeout=LOST_GRACE)
+        return not consume.done() and self.frames_seen == seen and not handle.inbox.qsize()
 
     async def _record_end(self, consume: asyncio.Task) -> None:
         try:
@@ -161,6 +172,7 @@ class JobRun:
             total=settings.FINETUNE_TOTAL_TIMEOUT,
         )
         async for frame in handle.frames(timeouts):
+            self.frames_seen += 1
             if not frame:
                 raise RunFailed("worker_failed", "The worker ended the job without finishing it.")
             status = frame.get("status")
