@@ -10,9 +10,10 @@
 2. Take the largest worker message from WORKER_MAX_FRAME_BYTES. Daphne's own
    default (1 MiB, `--websocket-max-message-size`) would drop a worker sending
    one image reply; autobahn closes oversized messages with 1009 and a reason.
-3. Close a socket whose frames arrive faster than its consumer handles them.
-   Daphne queues every frame for the application without bound, so a flood would
-   grow memory before any rate limit in the consumer saw it.
+3. Stop reading a socket whose frames arrive faster than its consumer handles
+   them, until the consumer catches up. Daphne queues every frame for the
+   application without bound, so a fast sender would grow memory; pausing lets
+   TCP slow it down (a genuine flood still meets the consumer's rate limit).
 4. Leave request bodies to Django. Twisted parses every multipart POST into
    memory before daphne sees it (a 500 MB upload to /v1/files would be held
    whole, twice) and answers a malformed one with a bare 400 that is not
@@ -22,7 +23,8 @@
 from django.conf import settings
 
 MAX_REASON_BYTES = 123  # RFC 6455: the close frame payload is at most 125 bytes
-CLOSE_RATE_LIMITED = 4029  # as workers/limits.py
+# How often a paused socket checks whether its consumer caught up.
+BACKLOG_CHECK_SECONDS = 0.02
 
 
 def install() -> None:
@@ -74,27 +76,32 @@ def _install_limits(protocol_class) -> None:
         return on_connect(self, request)
 
     def onMessage(self, payload, isBinary):
-        if getattr(self, "_queenbee_flooded", False):
-            return  # closing: what the flood still sends is not handled
+        result = on_message(self, payload, isBinary)
         queue = getattr(self, "application_queue", None)
-        if queue is not None and queue.qsize() >= settings.WORKER_MAX_BACKLOG:
-            self._queenbee_flooded = True
-            _drop_frames(queue)
-            self.sendClose(code=CLOSE_RATE_LIMITED, reason="too many frames: sent faster than they can be handled")
-            return
-        return on_message(self, payload, isBinary)
+        if queue is not None and queue.qsize() >= settings.WORKER_MAX_BACKLOG and not getattr(self, "_queenbee_paused", False):
+            # Backpressure, not a close: a worker streaming a large artifact
+            # faster than storage takes it is slowed down by TCP, and a real
+            # flood meets the consumer's frame-rate limit instead.
+            self._queenbee_paused = True
+            self.transport.pauseProducing()
+            _resume_when_drained(self, queue)
+        return result
 
     protocol_class.onConnect = onConnect
     protocol_class.onMessage = onMessage
 
 
-def _drop_frames(queue) -> None:
-    """Forget the frames still queued for a socket being closed as a flood.
+def _resume_when_drained(protocol, queue) -> None:
+    """Read from the socket again once its consumer has worked off half the backlog."""
+    from twisted.internet import reactor
 
-    Handling them could take longer than daphne waits for the application after
-    the close (application_close_timeout, 10 s); daphne would then kill the
-    consumer before its disconnect handler ran, leaving its registry row behind.
-    """
-    kept = [m for m in (queue.get_nowait() for _ in range(queue.qsize())) if m.get("type") != "websocket.receive"]
-    for message in kept:
-        queue.put_nowait(message)
+    def check():
+        if protocol.state != protocol.STATE_OPEN:
+            return
+        if queue.qsize() > settings.WORKER_MAX_BACKLOG // 2:
+            reactor.callLater(BACKLOG_CHECK_SECONDS, check)
+            return
+        protocol._queenbee_paused = False
+        protocol.transport.resumeProducing()
+
+    reactor.callLater(BACKLOG_CHECK_SECONDS, check)

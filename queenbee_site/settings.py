@@ -105,11 +105,17 @@ else:
     # A pool per process: requests run their queries on short-lived threads, and
     # opening a PostgreSQL connection for each (a new backend process) cost more
     # than the rest of the request. Size it for the threads that query at once.
+    # While PostgreSQL is down a request waits `timeout` for a connection, then
+    # gets a 503. psycopg_pool retries a lost connection with a backoff that
+    # doubles up to `reconnect_timeout`; kept short so that, once PostgreSQL is
+    # back, the next request opens a fresh connection instead of waiting out a
+    # long backoff.
     DATABASES["default"]["OPTIONS"] = {
         "pool": {
             "min_size": env.int("DB_POOL_MIN", default=2),
             "max_size": env.int("DB_POOL_MAX", default=16),
-            "timeout": 10,
+            "timeout": 5,
+            "reconnect_timeout": 5,
         }
     }
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
