@@ -198,6 +198,8 @@ PRODUCTION = {
     "PROXY_SSL_HEADER": "X-Forwarded-Proto",
     "TRUSTED_PROXIES": "10.0.0.2",
     "REDIS_URL": "redis://127.0.0.1:6379/0",
+    # Several processes need shared file storage (check queenbee.W101).
+    "AWS_STORAGE_BUCKET_NAME": "queenbee-files",
     "METRICS_TOKEN": "a-long-random-token",
 }
 
