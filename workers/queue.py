@@ -51,14 +51,17 @@ def release_or_hand_off(*, connection_id: int, job_id: str) -> tuple[str, dict] 
     """After a job's last frame: give the connection to the oldest waiter it fits,
     or mark it free. Returns (reply_channel, claim message fields) on a hand-off."""
     with transaction.atomic():
-        row = Connection.objects.select_for_update().filter(pk=connection_id, job_id=job_id).values_list(
-            "channel_name", "current_model", *ConnectionFacts.FIELDS
+        row = Connection.objects.select_for_update(of=("self",)).filter(pk=connection_id, job_id=job_id).values_list(
+            "channel_name", "current_model", "worker__stats__punished_until", *ConnectionFacts.FIELDS
         ).first()
         if row is None:
             return None
-        channel_name, current_model, *facts = row
+        channel_name, current_model, punished_until, *facts = row
         facts = ConnectionFacts(*facts)
-        for waiter in Waiter.objects.filter(deadline__gt=timezone.now())[:HANDOFF_SCAN]:
+        # A punished worker is not handed to anyone: it goes back to the pool,
+        # where the ranked claim takes it only when nothing else fits.
+        punished = punished_until is not None and punished_until > timezone.now()
+        for waiter in [] if punished else Waiter.objects.filter(deadline__gt=timezone.now())[:HANDOFF_SCAN]:
             need = Need.from_dict(waiter.need)
             if not need.fits(facts):
                 continue

@@ -127,3 +127,21 @@ def test_a_claim_whose_job_never_arrives_is_freed_by_the_audit(queens, db_access
     reply = client_for(process).chat.completions.create(model=MODEL, messages=HI, extra_body={"gpu_filter": {"pubkey": worker.pubkey}})
     assert reply.choices
     worker.stop()
+
+
+def test_a_punished_worker_is_not_handed_to_a_waiting_request(start_worker, db_access):
+    from stats.services import Failure, punish
+    from workers import queue
+    from workers.services import Need
+
+    worker = start_worker(capabilities=["llama-infer", "punished-hand-off"])
+    connection = Connection.objects.get(worker__identity=worker.identity)
+    claim = claim_connection(need=Need(size=1, capabilities=("punished-hand-off",)), job_id="busy-job", reply_channel="nobody")
+    assert claim is not None
+    queue.enqueue(job_id="waiting-job", reply_channel="nobody", need=Need(size=1, capabilities=("punished-hand-off",)), position=0, deadline_seconds=30)
+    try:
+        punish(worker_id=connection.worker_id, reason=Failure.ERROR)
+        assert queue.release_or_hand_off(connection_id=connection.pk, job_id="busy-job") is None
+        assert Connection.objects.get(pk=connection.pk).state == "free"
+    finally:
+        queue.leave(job_id="waiting-job")
