@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "routing",
     "stats",
     "finetune",
+    "billing",
 ]
 
 MIDDLEWARE = [
@@ -366,6 +367,48 @@ STATS_UNPROVEN_SHARE = env.float("STATS_UNPROVEN_SHARE", default=0.1)
 # original's 5: about a 7B model at 5 bits).
 STATS_REFERENCE_SIZE = env.float("STATS_REFERENCE_SIZE", default=5.0)
 
+# --- Billing (README "Billing") ----------------------------------------------------
+
+# A remote billing backend speaking the original's `check`/`complete` commands.
+# Empty: local accounts and their ledger in this database.
+BILLING_URL = env.str("BILLING_URL", default="")
+# Sent as `Authorization: Bearer …` with every command (the original sent none).
+BILLING_SECRET = env.str("BILLING_SECRET", default="")
+# A `check` call waits this long: it sits in front of every request, so a slow
+# backend must not hold callers long; it is answered 503 instead.
+BILLING_CHECK_TIMEOUT = env.float("BILLING_CHECK_TIMEOUT", default=5.0)
+# A `check` answer is reused for this long per token: one round trip per caller
+# per few seconds instead of per request. A balance that just ran out is still
+# caught by the backend at `complete`.
+BILLING_CHECK_CACHE_SECONDS = env.float("BILLING_CHECK_CACHE_SECONDS", default=5.0)
+# A `complete` call waits this long before it counts as failed and is retried.
+BILLING_COMPLETE_TIMEOUT = env.float("BILLING_COMPLETE_TIMEOUT", default=10.0)
+# Outbox retries back off from the first delay, doubling, up to the last, and
+# never give up on an outage: a charge is only dropped when the backend refuses
+# it (4xx). Ten minutes between tries costs nothing during a long outage.
+BILLING_RETRY_FIRST_DELAY = env.float("BILLING_RETRY_FIRST_DELAY", default=1.0)
+BILLING_RETRY_MAX_DELAY = env.float("BILLING_RETRY_MAX_DELAY", default=600.0)
+# Each process looks for due outbox rows this often (also those a dead process
+# left), and at once when it writes one.
+BILLING_OUTBOX_POLL = env.float("BILLING_OUTBOX_POLL", default=5.0)
+# A process that claimed a row has this long to send it before another may; longer
+# than BILLING_COMPLETE_TIMEOUT so two never send the same row at once.
+BILLING_OUTBOX_LEASE = env.float("BILLING_OUTBOX_LEASE", default=60.0)
+# Local accounts: a request is refused (429 insufficient_quota) below this balance.
+BILLING_MIN_BALANCE = env.int("BILLING_MIN_BALANCE", default=1)
+# Default prices in credits, used for a kind with no Price row in the admin.
+BILLING_PRICE_PER_REQUEST = env.int("BILLING_PRICE_PER_REQUEST", default=1)
+BILLING_PRICE_PER_1K_PROMPT_TOKENS = env.int("BILLING_PRICE_PER_1K_PROMPT_TOKENS", default=1)
+BILLING_PRICE_PER_1K_COMPLETION_TOKENS = env.int("BILLING_PRICE_PER_1K_COMPLETION_TOKENS", default=4)
+BILLING_PRICE_PER_IMAGE = env.int("BILLING_PRICE_PER_IMAGE", default=20)
+# Share of what a caller paid that goes to the worker's owner (the original's
+# companion backend paid 6 of 8 sats).
+BILLING_WORKER_SHARE = env.float("BILLING_WORKER_SHARE", default=0.75)
+# Per API key, across all processes (through the cache: Redis when REDIS_URL is
+# set). 0 turns a limit off; an account may set its own.
+RATE_LIMIT_REQUESTS_PER_MINUTE = env.int("RATE_LIMIT_REQUESTS_PER_MINUTE", default=0)
+RATE_LIMIT_CONCURRENT_STREAMS = env.int("RATE_LIMIT_CONCURRENT_STREAMS", default=0)
+
 # --- Production: HTTPS, cookies, proxies (README "Production") -----------------
 
 # Addresses (or networks, `10.0.0.0/8`) of the proxies in front of Queenbee.
@@ -411,6 +454,8 @@ LOGGING = {
         # payout addresses and prompts; they stay at INFO whatever LOG_LEVEL says.
         "django.db.backends": {"level": "INFO"},
         "daphne": {"level": "INFO"},
+        # httpx logs every request's URL at INFO; BILLING_URL may hold credentials.
+        "httpx": {"level": "WARNING"},
         "autobahn": {"level": "INFO"},
     },
 }

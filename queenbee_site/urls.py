@@ -17,6 +17,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("routing.urls")),
     path("", include("finetune.urls")),
+    path("", include("billing.urls")),
 ]
 if settings.DEBUG:
     urlpatterns += staticfiles_urlpatterns()

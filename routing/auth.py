@@ -2,7 +2,7 @@
 
 import hmac
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.conf import settings
 from rest_framework import authentication, exceptions
@@ -22,6 +22,9 @@ class Caller:
     api_key_id: int | None
     label: str
     is_authenticated: bool = True
+    # With BILLING_URL: the caller's token, which the remote backend bills
+    # (`bill_to_token`). Never printed.
+    bill_to: str = field(default="", repr=False, compare=False)
 
 
 BYPASS_CALLER = Caller(api_key_id=None, label="bypass")
@@ -43,6 +46,14 @@ def caller_for_token(token: str) -> Caller | None:
     return caller
 
 
+def remote_caller(token: str, *, local: Caller | None) -> Caller:
+    """A caller the remote billing backend vouches for (or not: its `check` runs
+    before any worker is claimed, and refuses unknown tokens)."""
+    if local is not None:
+        return Caller(api_key_id=local.api_key_id, label=local.label, bill_to=token)
+    return Caller(api_key_id=None, label=f"remote-{hash_key(token)[:12]}", bill_to=token)
+
+
 def token_from_header(header: str) -> str:
     """The key from `Bearer <key>` (any scheme word, as the original accepted)."""
     parts = header.split()
@@ -56,6 +67,8 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             return None
         token = token_from_header(header)
         caller = caller_for_token(token) if token else None
+        if settings.BILLING_URL and token and caller is not BYPASS_CALLER:
+            caller = remote_caller(token, local=caller)
         if caller is None:
             raise exceptions.AuthenticationFailed(
                 "Incorrect API key provided. Send a valid key as 'Authorization: Bearer YOUR_KEY'."

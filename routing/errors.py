@@ -23,10 +23,11 @@ class ApiError(Exception):
     type = "server_error"
     code: str | None = None
 
-    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None, retry_after: int | None = None):
         super().__init__(message)
         self.message = message
         self.param = param
+        self.retry_after = retry_after  # seconds, sent as Retry-After
         if code is not None:
             self.code = code
 
@@ -46,6 +47,30 @@ class NotFound(ApiError):
     status = 404
     type = "invalid_request_error"
     code = "not_found"
+
+
+class InsufficientQuota(ApiError):
+    """The caller's account cannot pay for another request."""
+
+    status = 429
+    type = "insufficient_quota"
+    code = "insufficient_quota"
+
+
+class RateLimited(ApiError):
+    """Over the key's requests per minute or concurrent streams."""
+
+    status = 429
+    type = "requests"
+    code = "rate_limit_exceeded"
+
+
+class BillingUnavailable(ApiError):
+    """The remote billing backend did not answer `check`."""
+
+    status = 503
+    type = "service_unavailable"
+    code = "billing_unavailable"
 
 
 class NoWorkerAvailable(ApiError):
@@ -103,7 +128,10 @@ def _first_validation_error(detail: Any, path: str = "") -> tuple[str | None, st
 def exception_handler(exc: Exception, context: dict) -> Response | None:
     """DRF's exception handler: every error leaves in OpenAI's envelope."""
     if isinstance(exc, ApiError):
-        return Response(api_error_body(exc), status=exc.status)
+        response = Response(api_error_body(exc), status=exc.status)
+        if exc.retry_after is not None:
+            response["Retry-After"] = str(exc.retry_after)
+        return response
     if isinstance(exc, RequestDataTooBig):
         message = f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes."
         return Response(error_body(message, type="invalid_request_error", code="request_too_large"), status=413)

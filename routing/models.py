@@ -20,6 +20,12 @@ class ApiKey(models.Model):
     key_hash = models.CharField(max_length=64, unique=True)
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Who pays for this key's requests. A key without an account is unmetered:
+    # its usage is recorded but never charged (keys made before billing, or for
+    # the operator's own use).
+    account = models.ForeignKey(
+        "billing.Account", null=True, blank=True, on_delete=models.PROTECT, related_name="api_keys"
+    )
 
     class Meta:
         verbose_name = "API key"
@@ -28,10 +34,10 @@ class ApiKey(models.Model):
         return f"{self.name} ({self.prefix}…)"
 
     @classmethod
-    def create_key(cls, *, name: str) -> tuple["ApiKey", str]:
+    def create_key(cls, *, name: str, account_id: int | None = None) -> tuple["ApiKey", str]:
         """Create a key; returns the row and the raw key (the only time it exists)."""
         raw = KEY_PREFIX + secrets.token_urlsafe(32)
-        key = cls.objects.create(name=name, prefix=raw[:8], key_hash=hash_key(raw))
+        key = cls.objects.create(name=name, prefix=raw[:8], key_hash=hash_key(raw), account_id=account_id)
         return key, raw
 
 

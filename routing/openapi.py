@@ -52,6 +52,7 @@ INFERENCE_ERRORS = {
     400: _error("The request is invalid; `param` names the field."),
     413: _error("The request body is larger than MAX_REQUEST_BYTES."),
     415: _error("The body is not JSON."),
+    429: _error("Out of credits (`insufficient_quota`) or over the key's rate limit (`rate_limit_exceeded`, with Retry-After)."),
     502: _error("The worker failed."),
     503: _error("No worker can serve the request: `no_worker_fits` at once, `all_workers_busy` after waiting in line."),
     504: _error("The worker did not answer in time."),

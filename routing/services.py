@@ -22,6 +22,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
+from billing import services as billing
 from stats.services import Failure, JobOutcome, Recorded, record_outcome
 from queenbee_site import observe
 from workers.dispatch import AllBusy, FrameTimeout, JobHandle, LayerDown, Timeouts, WorkerGone, claim_job
@@ -139,6 +140,7 @@ def _error_from_frame(frame: dict[str, Any]) -> str:
 
 async def open_job(spec: JobSpec, *, prefix: str) -> OpenedJob:
     """Claim a worker, send the job, and wait for its first frame (one retry elsewhere)."""
+    await billing.admit(spec.caller)  # 429 over the key's rate or funds, before any claim
     failed_workers: set[int] = set()
     last_error: ApiError | None = None
     for attempt in (1, 2):
@@ -243,9 +245,9 @@ async def record_job(*, spec: JobSpec, handle: JobHandle, public_id: str, status
         except Exception:
             log.exception("could not record stats of job %s", public_id)
     try:
-        # database_sync_to_async, not acreate: this runs after the request ended,
-        # and only channels' wrapper hands the thread's connection back to the pool.
-        await database_sync_to_async(Job.objects.create)(
+        # One transaction with the job's charges (billing/services.py); run through
+        # database_sync_to_async, which hands the thread's connection back to the pool.
+        await billing.record_job_and_bill(bill_to=spec.caller.bill_to, fields=dict(
             public_id=public_id,
             kind=spec.kind,
             model=spec.model.name,
@@ -267,7 +269,7 @@ async def record_job(*, spec: JobSpec, handle: JobHandle, public_id: str, status
             proof_of_work=recorded.proof_of_work,
             charge_caller=not recorded.proof_of_work,
             pay_worker=not recorded.proof_of_work,
-        )
+        ))
     except Exception:  # the answer was delivered; a lost record must not break it
         log.exception("could not record job %s", public_id)
 
@@ -389,11 +391,16 @@ class StreamRelay:
 async def stream(*, spec: JobSpec, prefix: str, object_name: str) -> AsyncIterator[str]:
     """Open the job (errors before the first token raise, so the view can answer
     with a status code), then return the server-sent events of the rest."""
-    job = await open_job(spec, prefix=prefix)
-    return _relay(job, StreamRelay(job, object_name=object_name))
+    slot = await billing.take_stream_slot(spec.caller)  # 429 over the key's concurrent streams
+    try:
+        job = await open_job(spec, prefix=prefix)
+    except BaseException:
+        await billing.release_stream_slot(slot)
+        raise
+    return _relay(job, StreamRelay(job, object_name=object_name), slot)
 
 
-async def _relay(job: OpenedJob, relay: StreamRelay) -> AsyncIterator[str]:
+async def _relay(job: OpenedJob, relay: StreamRelay, slot: str | None = None) -> AsyncIterator[str]:
     status, error, failure = Job.Status.CANCELLED, "", ""
     try:
         frame = job.first
@@ -414,10 +421,11 @@ async def _relay(job: OpenedJob, relay: StreamRelay) -> AsyncIterator[str]:
         status, error, failure = Job.Status.FAILED, api_error.message, failure_of(exc)
         yield sse({"error": {"message": api_error.message, "type": api_error.type, "param": None, "code": api_error.code}})
     finally:
-        in_background(_finish(job, status=status, error=error, usage=relay.usage(), failure=failure))
+        in_background(_finish(job, status=status, error=error, usage=relay.usage(), failure=failure, slot=slot))
 
 
-async def _finish(job: OpenedJob, *, status: str, error: str, usage: Usage, failure: str = "") -> None:
+async def _finish(job: OpenedJob, *, status: str, error: str, usage: Usage, failure: str = "", slot: str | None = None) -> None:
+    await billing.release_stream_slot(slot)
     await job.handle.abandon()
     await record_job(spec=job.spec, handle=job.handle, public_id=job.public_id, status=status, error=error, attempts=job.attempts, usage=usage, failure=failure)
 

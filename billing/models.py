@@ -1,0 +1,122 @@
+"""Accounts, their credit balances, the ledger that explains every balance, prices,
+and the outbox of commands for a remote billing backend.
+
+Balances are whole credits. A balance only ever changes together with a ledger
+row, in one transaction, so the ledger always adds up to the balance.
+"""
+
+from django.db import models
+from django.db.models import Q
+
+
+class Account(models.Model):
+    """Who pays for API keys (`ApiKey.account`) and who earns from workers.
+
+    A worker owner is known by the SHA-256 of the auth key its workers send. When
+    that hash is one of the account's API keys, the earnings go to the key's
+    account; otherwise to an account of its own (`worker_key_hash`).
+    """
+
+    name = models.CharField(max_length=200)
+    balance = models.BigIntegerField(default=0, help_text="Credits.")
+    worker_key_hash = models.CharField(
+        max_length=64, null=True, blank=True, unique=True, help_text="SHA-256 of a worker auth key this account earns for."
+    )
+    requests_per_minute = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Per API key of this account; empty: the RATE_LIMIT_REQUESTS_PER_MINUTE setting, 0: none."
+    )
+    concurrent_streams = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Per API key of this account; empty: the RATE_LIMIT_CONCURRENT_STREAMS setting, 0: none."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(balance__gte=0), name="account_balance_not_negative")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class LedgerEntry(models.Model):
+    """One change of one balance. A job has at most one entry of each kind."""
+
+    class Kind(models.TextChoices):
+        CHARGE = "charge"  # a caller paid for a job
+        EARNING = "earning"  # a worker owner was paid for a job
+        TOP_UP = "top_up"  # credits bought or granted (admin, manage.py)
+        ADJUSTMENT = "adjustment"
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="entries")
+    job = models.ForeignKey("routing.Job", null=True, blank=True, on_delete=models.PROTECT, related_name="ledger_entries")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    amount = models.BigIntegerField(help_text="Credits; negative for a charge.")
+    balance_after = models.BigIntegerField()
+    # What the job cost by the price table, when the balance could not cover it
+    # all (several requests were admitted on the same last credits).
+    unpaid = models.BigIntegerField(default=0)
+    note = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        verbose_name_plural = "ledger entries"
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            # A job recorded twice (a retry of the write, two processes) is billed once.
+            models.UniqueConstraint(fields=["job", "kind"], condition=Q(job__isnull=False), name="ledger_once_per_job_and_kind"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.amount:+d} ({self.account})"
+
+
+class Price(models.Model):
+    """Credits for one job of `kind` on a model of at least `min_size` (the largest such row wins).
+
+    With no row for a kind, the BILLING_PRICE_* settings apply.
+    """
+
+    kind = models.CharField(max_length=16, choices=[("chat", "chat"), ("embeddings", "embeddings"), ("images", "images")])
+    min_size = models.FloatField(default=0, help_text="Model size (about GB of weights) from which this row applies.")
+    per_request = models.PositiveIntegerField(default=0)
+    per_1k_prompt_tokens = models.PositiveIntegerField(default=0)
+    per_1k_completion_tokens = models.PositiveIntegerField(default=0)
+    per_image = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["kind", "min_size"]
+        constraints = [models.UniqueConstraint(fields=["kind", "min_size"], name="price_per_kind_and_size")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} from size {self.min_size:g}"
+
+
+class OutboxMessage(models.Model):
+    """A `complete` command for the remote billing backend, kept until it is delivered.
+
+    Written in the job's transaction, so a billing outage (or a crash) loses no
+    charge. A process claims a row by moving `claimed_until` forward with a
+    compare-and-set UPDATE; only the process whose UPDATE matched sends it.
+    """
+
+    class State(models.TextChoices):
+        PENDING = "pending"
+        DELIVERED = "delivered"
+        GAVE_UP = "gave_up"
+
+    job = models.OneToOneField("routing.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="outbox_message")
+    # The caller's token is the only way the original's backend knows whom to
+    # bill; it is blanked once the message is delivered.
+    payload = models.JSONField()
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(db_index=True)
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["state", "next_attempt_at"], name="outbox_due")]
+
+    def __str__(self) -> str:
+        return f"outbox {self.pk} ({self.state})"

@@ -1,0 +1,123 @@
+"""Delivering `complete` commands to the remote billing backend from the outbox table.
+
+Each process runs one delivery loop, started the first time it needs one (it
+writes a message, or checks a caller remotely). The loop sends due rows, then
+sleeps until woken by a new row or for BILLING_OUTBOX_POLL, which also picks up
+rows a dead process left. Rows are claimed by compare-and-set, so however many
+processes run, each row is sent by one at a time.
+"""
+
+import asyncio
+import logging
+from datetime import timedelta
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from . import remote
+from .models import OutboxMessage
+
+log = logging.getLogger(__name__)
+
+# Rows sent per pass: one slow backend answer holds the rest, so keep it short.
+BATCH = 20
+
+_loop_task: asyncio.Task | None = None
+_wake: asyncio.Event | None = None
+
+
+def ensure_delivery(*, wake: bool = False) -> None:
+    """Start this process's delivery loop if it is not running; `wake` it to send now."""
+    global _loop_task, _wake
+    if _loop_task is None or _loop_task.done():
+        _wake = asyncio.Event()
+        _loop_task = asyncio.create_task(_deliver_forever(), name="billing-outbox")
+    if wake:
+        _wake.set()
+
+
+async def _deliver_forever() -> None:
+    while True:
+        try:
+            await deliver_due()
+        except Exception:
+            log.exception("billing outbox pass failed")
+        _wake.clear()
+        try:
+            await asyncio.wait_for(_wake.wait(), timeout=await database_sync_to_async(seconds_to_next)())
+        except TimeoutError:
+            pass
+        except Exception:
+            await asyncio.sleep(settings.BILLING_OUTBOX_POLL)
+
+
+async def deliver_due() -> int:
+    """Send every due row this process can claim; returns how many were delivered."""
+    delivered = 0
+    for pk in await database_sync_to_async(due_ids)():
+        payload = await database_sync_to_async(claim)(pk=pk)
+        if payload is None:
+            continue  # another process has it
+        try:
+            await remote.complete(payload)
+        except remote.BillingError as exc:
+            await database_sync_to_async(failed)(pk=pk, error=str(exc), give_up=exc.refused)
+            if not exc.refused:
+                break  # the backend is down: the others would fail too
+        else:
+            await database_sync_to_async(delivered_now)(pk=pk)
+            delivered += 1
+    return delivered
+
+
+def _claimable(now) -> Q:
+    return Q(state=OutboxMessage.State.PENDING) & (Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+
+
+def due_ids() -> list[int]:
+    now = timezone.now()
+    return list(
+        OutboxMessage.objects.filter(_claimable(now), next_attempt_at__lte=now).order_by("next_attempt_at").values_list("pk", flat=True)[:BATCH]
+    )
+
+
+def claim(*, pk: int) -> dict | None:
+    """Compare-and-set: only the process whose UPDATE matches gets the payload."""
+    now = timezone.now()
+    lease = now + timedelta(seconds=settings.BILLING_OUTBOX_LEASE)
+    if not OutboxMessage.objects.filter(_claimable(now), pk=pk).update(claimed_until=lease):
+        return None
+    return OutboxMessage.objects.filter(pk=pk).values_list("payload", flat=True).first()
+
+
+def delivered_now(*, pk: int) -> None:
+    message = OutboxMessage.objects.get(pk=pk)
+    # The caller's token was only needed to send it.
+    payload = {**message.payload, "bill_to_token": ""}
+    OutboxMessage.objects.filter(pk=pk).update(
+        state=OutboxMessage.State.DELIVERED, delivered_at=timezone.now(), attempts=message.attempts + 1,
+        claimed_until=None, payload=payload, last_error="",
+    )
+
+
+def failed(*, pk: int, error: str, give_up: bool) -> None:
+    message = OutboxMessage.objects.get(pk=pk)
+    attempts = message.attempts + 1
+    delay = min(settings.BILLING_RETRY_MAX_DELAY, settings.BILLING_RETRY_FIRST_DELAY * 2 ** (attempts - 1))
+    OutboxMessage.objects.filter(pk=pk).update(
+        state=OutboxMessage.State.GAVE_UP if give_up else OutboxMessage.State.PENDING,
+        attempts=attempts, claimed_until=None, last_error=error[:500],
+        next_attempt_at=timezone.now() + timedelta(seconds=delay),
+    )
+    log.warning("billing complete for outbox row %s failed (attempt %s): %s", pk, attempts, error)
+
+
+def seconds_to_next() -> float:
+    """Sleep until the next due row, but at most BILLING_OUTBOX_POLL."""
+    now = timezone.now()
+    next_at = OutboxMessage.objects.filter(_claimable(now)).order_by("next_attempt_at").values_list("next_attempt_at", flat=True).first()
+    if next_at is None:
+        return settings.BILLING_OUTBOX_POLL
+    return min(settings.BILLING_OUTBOX_POLL, max(0.05, (next_at - now).total_seconds()))

@@ -1,0 +1,244 @@
+"""Admitting requests, billing finished jobs, and moving credits.
+
+Two races are settled in the database, not in Python:
+- Many requests of one account may finish at once. Each debit locks the
+  account's row (`select_for_update`; SQLite takes its write lock at BEGIN) and
+  takes at most the balance, so a balance never goes below zero (a CHECK
+  constraint says so too). What it could not cover is written as `unpaid`.
+- A job's record may be written twice (a retried write, two processes). The
+  Job's unique `public_id` and the ledger's unique (job, kind) refuse the second
+  write in the same transaction, so nobody is billed twice.
+"""
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from routing.auth import BYPASS_CALLER, Caller
+from routing.errors import BillingUnavailable, InsufficientQuota, Unauthorized
+from routing.models import ApiKey, Job
+
+from . import limits, outbox, prices, remote
+from .models import Account, LedgerEntry, OutboxMessage, Price
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class KeyFacts:
+    """What admission needs to know about an API key's account, in one query."""
+
+    account_id: int | None
+    balance: int
+    requests_per_minute: int
+    concurrent_streams: int
+
+
+# --- Admission (before a worker is claimed) ----------------------------------------------
+
+
+def key_facts(*, api_key_id: int) -> KeyFacts:
+    row = (
+        ApiKey.objects.filter(pk=api_key_id)
+        .values_list("account_id", "account__balance", "account__requests_per_minute", "account__concurrent_streams")
+        .first()
+    )
+    account_id, balance, rpm, streams = row or (None, 0, None, None)
+    return KeyFacts(
+        account_id=account_id,
+        balance=balance or 0,
+        requests_per_minute=settings.RATE_LIMIT_REQUESTS_PER_MINUTE if rpm is None else rpm,
+        concurrent_streams=settings.RATE_LIMIT_CONCURRENT_STREAMS if streams is None else streams,
+    )
+
+
+def _limit_key(caller: Caller) -> str:
+    return f"k{caller.api_key_id}" if caller.api_key_id is not None else caller.label
+
+
+async def _facts(caller: Caller) -> KeyFacts:
+    if caller.api_key_id is None:
+        return KeyFacts(None, 0, settings.RATE_LIMIT_REQUESTS_PER_MINUTE, settings.RATE_LIMIT_CONCURRENT_STREAMS)
+    return await database_sync_to_async(key_facts)(api_key_id=caller.api_key_id)
+
+
+async def admit(caller: Caller) -> None:
+    """Refuse a request over its key's rate or without funds (429), before any worker is claimed.
+
+    The bypass token skips billing and limits entirely.
+    """
+    if caller == BYPASS_CALLER:
+        return
+    facts = await _facts(caller)
+    await limits.count_request(key=_limit_key(caller), per_minute=facts.requests_per_minute)
+    if settings.BILLING_URL:
+        await _check_remote(caller)
+    elif facts.account_id is not None and facts.balance < settings.BILLING_MIN_BALANCE:
+        raise InsufficientQuota("Your account has no credits left. Top it up to continue.")
+
+
+async def _check_remote(caller: Caller) -> None:
+    outbox.ensure_delivery()  # this process also delivers what others left behind
+    try:
+        result = await remote.check(caller.bill_to)
+    except remote.BillingError as exc:
+        log.warning("billing check failed: %s", exc)
+        raise BillingUnavailable("The billing service is unavailable; retry shortly.") from None
+    if not result.ok:
+        if result.user_id is None:
+            raise Unauthorized("Incorrect API key provided.")
+        raise InsufficientQuota("Insufficient funds in your account.")
+
+
+async def take_stream_slot(caller: Caller) -> str | None:
+    """Hold one of the caller's concurrent streams (429 over its limit); release with `release_stream_slot`."""
+    if caller == BYPASS_CALLER:
+        return None
+    facts = await _facts(caller)
+    return await limits.take_stream_slot(key=_limit_key(caller), limit=facts.concurrent_streams)
+
+
+release_stream_slot = limits.release_stream_slot
+
+
+# --- Billing a finished job -----------------------------------------------------------------
+
+
+async def record_job_and_bill(*, fields: dict[str, Any], bill_to: str = "") -> Job:
+    """Write a job's record and its billing in one transaction (see `record_and_bill`)."""
+    job, queued = await database_sync_to_async(record_and_bill)(fields=fields, bill_to=bill_to)
+    if queued:
+        outbox.ensure_delivery(wake=True)
+    return job
+
+
+def record_and_bill(*, fields: dict[str, Any], bill_to: str = "") -> tuple[Job, bool]:
+    """Insert the Job row and bill it, atomically. Returns (job, whether an outbox message was written)."""
+    with transaction.atomic():
+        job = Job.objects.create(**fields)
+        queued = bill_job(job=job, bill_to=bill_to)
+    return job, queued
+
+
+def bill_job(*, job: Job, bill_to: str = "") -> bool:
+    """Charge the caller and pay the worker's owner for a succeeded job (call in its transaction).
+
+    Failed and cancelled jobs cost nothing; a proof-of-work job neither charges
+    nor pays. Returns True when a `complete` message for the remote backend was
+    written to the outbox.
+    """
+    if job.status != Job.Status.SUCCEEDED or job.caller == "bypass":
+        return False
+    if settings.BILLING_URL:
+        if not job.charge_caller or not bill_to:
+            return False
+        OutboxMessage.objects.create(job=job, payload=complete_command(job=job, bill_to=bill_to), next_attempt_at=timezone.now())
+        return True
+    account_id = ApiKey.objects.filter(pk=job.api_key_id).values_list("account_id", flat=True).first() if job.api_key_id else None
+    if account_id is None or not job.charge_caller:
+        return False
+    charged = debit(account_id=account_id, job=job, amount=job_cost(job))
+    if job.pay_worker and charged > 0:
+        owner = worker_owner_account(job=job)
+        earned = prices.worker_share(charged, settings.BILLING_WORKER_SHARE)
+        if owner is not None and earned > 0:
+            credit(account_id=owner, amount=earned, kind=LedgerEntry.Kind.EARNING, job=job)
+    return False
+
+
+def job_cost(job: Job) -> int:
+    row = Price.objects.filter(kind=job.kind, min_size__lte=job.model_size).order_by("-min_size").first()
+    rates = prices.Rates(
+        per_request=row.per_request, per_1k_prompt_tokens=row.per_1k_prompt_tokens,
+        per_1k_completion_tokens=row.per_1k_completion_tokens, per_image=row.per_image,
+    ) if row else prices.Rates(
+        per_request=settings.BILLING_PRICE_PER_REQUEST,
+        per_1k_prompt_tokens=settings.BILLING_PRICE_PER_1K_PROMPT_TOKENS,
+        per_1k_completion_tokens=settings.BILLING_PRICE_PER_1K_COMPLETION_TOKENS,
+        per_image=settings.BILLING_PRICE_PER_IMAGE,
+    )
+    return prices.cost(rates, prompt_tokens=job.prompt_tokens, completion_tokens=job.completion_tokens, images=job.images)
+
+
+def debit(*, account_id: int, job: Job, amount: int) -> int:
+    """Take up to `amount` from the account for `job`; returns what was taken."""
+    with transaction.atomic():
+        balance = Account.objects.select_for_update().filter(pk=account_id).values_list("balance", flat=True).get()
+        charged = min(amount, balance)
+        Account.objects.filter(pk=account_id).update(balance=F("balance") - charged)
+        LedgerEntry.objects.create(
+            account_id=account_id, job=job, kind=LedgerEntry.Kind.CHARGE, amount=-charged,
+            balance_after=balance - charged, unpaid=amount - charged,
+        )
+    return charged
+
+
+def credit(*, account_id: int, amount: int, kind: str, job: Job | None = None, note: str = "") -> LedgerEntry:
+    """Add credits to an account, with its ledger row (in the caller's transaction, or its own)."""
+    with transaction.atomic():
+        balance = Account.objects.select_for_update().filter(pk=account_id).values_list("balance", flat=True).get()
+        Account.objects.filter(pk=account_id).update(balance=F("balance") + amount)
+        return LedgerEntry.objects.create(
+            account_id=account_id, job=job, kind=kind, amount=amount, balance_after=balance + amount, note=note[:200]
+        )
+
+
+def top_up(*, account_id: int, amount: int, note: str = "") -> LedgerEntry:
+    return credit(account_id=account_id, amount=amount, kind=LedgerEntry.Kind.TOP_UP, note=note)
+
+
+def worker_owner_account(*, job: Job) -> int | None:
+    """The account that earns for the job's worker: the one whose API key is the
+    worker's auth key, else one of its own, made on first earning."""
+    owner_hash = job.worker.owner_key_hash if job.worker_id else ""
+    if not owner_hash:
+        return None  # a worker without an auth key has nobody to pay
+    account_id = ApiKey.objects.filter(key_hash=owner_hash).values_list("account_id", flat=True).first()
+    if account_id is not None:
+        return account_id
+    account, _ = Account.objects.get_or_create(worker_key_hash=owner_hash, defaults={"name": f"worker owner {owner_hash[:8]}"})
+    return account.pk
+
+
+def complete_command(*, job: Job, bill_to: str) -> dict[str, Any]:
+    """The original's `complete`, with what it lacked: usage, model, size, duration."""
+    return {
+        "command": "complete",
+        "bill_to_token": bill_to,
+        "pay_to_lnurl": job.worker.payout_address if job.worker_id else "",
+        "job_id": job.public_id,
+        "kind": job.kind,
+        "model": job.model,
+        "model_size": job.model_size,
+        "usage": {
+            "prompt_tokens": job.prompt_tokens,
+            "completion_tokens": job.completion_tokens,
+            "total_tokens": job.prompt_tokens + job.completion_tokens,
+            "images": job.images,
+            "estimated": job.usage_estimated,
+        },
+        "duration": round(job.total_seconds, 3),
+        "pay_worker": job.pay_worker,
+    }
+
+
+def create_account(*, name: str, credits: int = 0, **limits_: Any) -> Account:
+    with transaction.atomic():
+        account = Account.objects.create(name=name, **limits_)
+        if credits:
+            top_up(account_id=account.pk, amount=credits, note="opening balance")
+    account.refresh_from_db()
+    return account
+
+
+def retry_outbox_now(*, ids: list[int]) -> int:
+    return OutboxMessage.objects.filter(pk__in=ids).exclude(state=OutboxMessage.State.DELIVERED).update(
+        state=OutboxMessage.State.PENDING, next_attempt_at=timezone.now() - timedelta(seconds=1), claimed_until=None
+    )

@@ -1,0 +1,64 @@
+"""Billing fixtures: accounts with API keys, and workers that already proved themselves."""
+
+import uuid
+
+import openai
+import pytest
+
+from billing import services
+from billing.models import Account, LedgerEntry
+from conftest import wait_for
+from routing.models import ApiKey, Job, hash_key
+
+MODEL = "TheBloke/vicuna-7B-v1.5-GGUF:Q4_K_M"
+HI = [{"role": "user", "content": "hi"}]
+
+
+def tag() -> str:
+    return f"bill-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def make_account(django_db_setup, db_access):
+    """make_account(credits, **limits) -> (account, raw API key)."""
+
+    def make(credits: int = 100, **limits) -> tuple[Account, str]:
+        account = services.create_account(name=tag(), credits=credits, **limits)
+        _, raw = ApiKey.create_key(name=account.name, account_id=account.pk)
+        return account, raw
+
+    return make
+
+
+@pytest.fixture
+def proven_worker(start_worker, client):
+    """A worker whose proof-of-work job is done, so its next jobs are billed and paid.
+
+    Each gets a capability of its own; `.extra` routes a request to it.
+    """
+
+    def start(**kwargs):
+        capability = tag()
+        kwargs["capabilities"] = [*kwargs.get("capabilities", ["llama-infer"]), capability]
+        script = kwargs.pop("script", None)
+        worker = start_worker(**kwargs)
+        worker.extra = {"gpu_filter": {"capabilities": [capability]}}
+        proof = client.chat.completions.create(model=MODEL, messages=HI, extra_body=worker.extra)
+        wait_for(lambda: Job.objects.filter(public_id=proof.id, proof_of_work=True).exists(), what="proof of work recorded")
+        if script is not None:
+            worker.script = script
+        return worker
+
+    return start
+
+
+def sdk(queen, raw: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{queen.url}/v1", api_key=raw, max_retries=0, timeout=30)
+
+
+def charges_of(account: Account) -> list[LedgerEntry]:
+    return list(LedgerEntry.objects.filter(account=account, kind=LedgerEntry.Kind.CHARGE))
+
+
+def jobs_of(raw: str):
+    return Job.objects.filter(api_key__key_hash=hash_key(raw))
