@@ -55,6 +55,17 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+# Paths served by the API's own stack (queenbee_site/api_handler.py): only the
+# middleware an API call needs, each run without a thread hop. The hot endpoints
+# only; files, fine-tuning and the admin keep the full stack.
+API_PATH_PREFIXES = ("/v1/chat/", "/v1/completions", "/v1/embeddings", "/v1/images/", "/v1/models", "/worker/")
+API_MIDDLEWARE = [
+    "queenbee_site.middleware.RequestLogMiddleware",
+    "routing.middleware.DrainingMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.common.CommonMiddleware",
+]
+
 
 ROOT_URLCONF = "queenbee_site.urls"
 ASGI_APPLICATION = "queenbee_site.asgi.application"

@@ -76,6 +76,8 @@ def test_it_retries_once_on_another_worker_before_the_first_token(start_worker, 
     assert reply.choices[0].message.content == "Hello from the worker"
     # Each was tried once; whichever was tried first, the failing one never answered.
     assert len(good.jobs) == 1 and len(bad.jobs) <= 1
+    # The job is recorded after the reply is sent.
+    wait_for(lambda: Job.objects.filter(public_id=reply.id).exists(), what="job recorded")
     job = Job.objects.get(public_id=reply.id)
     assert job.worker.identity == good.identity
 

@@ -1,6 +1,7 @@
 """Embeddings, images, models and worker stats through the official SDK."""
 
 import httpx
+from conftest import wait_for
 
 from routing.models import Job
 
@@ -29,7 +30,8 @@ def test_images_go_to_an_sdxl_worker_and_are_recorded(start_worker, client, db_a
     result = client.images.generate(prompt="a bee", n=2, extra_body={"gpu_filter": {"pubkey": painter.pubkey}})
     assert len(result.data) == 2 and result.data[0].b64_json
     assert painter.jobs[0]["openai_req"]["n"] == 2
-    assert Job.objects.filter(worker__identity=painter.identity, kind="images", images=2).exists()
+    # The job is recorded after the reply is sent.
+    wait_for(lambda: Job.objects.filter(worker__identity=painter.identity, kind="images", images=2).exists(), what="job recorded")
 
 
 def test_models_lists_what_workers_advertise_and_the_defaults(start_worker, client):
