@@ -11,6 +11,7 @@ Two races are settled in the database, not in Python:
 """
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -29,6 +30,13 @@ from . import limits, outbox, prices, remote
 from .models import Account, LedgerEntry, OutboxMessage, Price
 
 log = logging.getLogger(__name__)
+
+
+# Admission reads a key's account at most this often per process, so the hot path
+# mostly skips a thread hop and a query. A balance this stale can only admit a
+# request that the debit then caps at what is left (never below zero).
+KEY_FACTS_SECONDS = 2.0
+_facts_cache: dict[int, tuple[float, "KeyFacts"]] = {}
 
 
 @dataclass(frozen=True)
@@ -66,7 +74,15 @@ def _limit_key(caller: Caller) -> str:
 async def _facts(caller: Caller) -> KeyFacts:
     if caller.api_key_id is None:
         return KeyFacts(None, 0, settings.RATE_LIMIT_REQUESTS_PER_MINUTE, settings.RATE_LIMIT_CONCURRENT_STREAMS)
-    return await database_sync_to_async(key_facts)(api_key_id=caller.api_key_id)
+    now = time.monotonic()
+    hit = _facts_cache.get(caller.api_key_id)
+    if hit and hit[0] > now:
+        return hit[1]
+    facts = await database_sync_to_async(key_facts)(api_key_id=caller.api_key_id)
+    if len(_facts_cache) > 10_000:
+        _facts_cache.clear()
+    _facts_cache[caller.api_key_id] = (now + KEY_FACTS_SECONDS, facts)
+    return facts
 
 
 async def admit(caller: Caller) -> None:

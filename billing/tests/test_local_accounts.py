@@ -11,7 +11,9 @@ from billing.models import Account, LedgerEntry
 from billing.tests.conftest import HI, MODEL, charges_of, jobs_of, sdk, tag
 from conftest import wait_for
 from routing.models import ApiKey, Job, hash_key
+from stats.services import Failure, punish
 from testkit.fake_worker import Delay, chat_reply, stream_chunks
+from workers.models import Worker
 
 
 def test_an_account_without_credit_gets_429_before_any_worker_is_claimed(queen, make_account, proven_worker):
@@ -58,12 +60,12 @@ def test_a_failed_job_is_never_billed(queen, make_account, proven_worker):
     assert Account.objects.get(pk=account.pk).balance == 100
 
 
-def test_a_job_retried_on_another_worker_is_billed_once(queen, client, make_account, start_worker, proven_worker):
+def test_a_job_retried_on_another_worker_is_billed_once(queen, make_account, proven_worker):
     shared = tag()
-    # The good worker proves itself slowly, so the failing one ranks first.
-    good = start_worker(capabilities=["llama-infer", shared, f"{shared}-good"], script=lambda job: iter([Delay(0.5), chat_reply()]))
-    client.chat.completions.create(model=MODEL, messages=HI, extra_body={"gpu_filter": {"capabilities": [f"{shared}-good"]}})
+    good = proven_worker(capabilities=["llama-infer", shared])
     bad = proven_worker(script=lambda job: iter([{"error": "CUDA out of memory"}]), capabilities=["llama-infer", shared])
+    # Ranked last, so the failing worker is tried first and the job is retried on this one.
+    punish(worker_id=Worker.objects.get(identity=good.identity).pk, reason=Failure.BUSY)
     account, raw = make_account(credits=100)
     reply = sdk(queen, raw).chat.completions.create(model=MODEL, messages=HI, extra_body={"gpu_filter": {"capabilities": [shared]}})
     assert reply.choices[0].message.content == "Hello from the worker"
