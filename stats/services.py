@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, DateTimeField, F, FloatField, Value, When
 from django.db.models.expressions import ExpressionWrapper
 from django.utils import timezone
@@ -64,16 +64,67 @@ class Recorded:
 
 
 def record_outcome(*, worker_id: int, outcome: JobOutcome) -> Recorded:
-    """Feed a finished job into its worker's stats."""
-    if outcome.succeeded:
-        return record_success(worker_id=worker_id, outcome=outcome)
-    return record_failure(worker_id=worker_id, outcome=outcome)
+    """Feed a finished job into its worker's stats, in one transaction (one
+    commit instead of four, and nobody reads a half-recorded job)."""
+    with transaction.atomic():
+        if outcome.succeeded:
+            return record_success(worker_id=worker_id, outcome=outcome)
+        return record_failure(worker_id=worker_id, outcome=outcome)
 
 
 def record_success(*, worker_id: int, outcome: JobOutcome) -> Recorded:
     """Count the job, update the EMAs, mark proof of work, punish if very slow."""
     now = timezone.now()
     alpha = settings.STATS_EMA_ALPHA
+    proof = _count_success(worker_id=worker_id, outcome=outcome, now=now, alpha=alpha)
+    if proof is None:
+        proof = _count_first_success(worker_id=worker_id, outcome=outcome, now=now, alpha=alpha)
+    measured = sample_of(outcome)
+    if measured is not None:
+        kind, bin, sample = measured
+        record_sample(worker_id=worker_id, kind=kind, bin=bin, sample=sample, now=now)
+        record_sample(worker_id=None, kind=kind, bin=bin, sample=sample, now=now)
+    slow = measured is not None and is_very_slow(outcome, measured[2])
+    if slow:
+        punish(worker_id=worker_id, reason=Failure.SLOW, now=now)
+    return Recorded(proof_of_work=bool(proof), punished=slow)
+
+
+# The two statements of every successful job, in SQL written once: built with
+# the ORM they cost more CPU than the rest of the request (bench/RESULTS.md).
+# Same arithmetic as the ORM versions below, which still serve a first job.
+_SUCCESS_SQL = (
+    "UPDATE stats_workerstats SET inferences = inferences + 1, updated_at = %s,"
+    " punished_until = CASE WHEN punished_at < %s THEN NULL ELSE punished_until END{ttft}"
+    " WHERE worker_id = %s"
+)
+_TTFT_SQL = ", ttft_seconds = CASE WHEN ttft_seconds IS NULL THEN %s ELSE ttft_seconds * %s + %s END, ttft_count = ttft_count + 1"
+_PROOF_SQL = "UPDATE stats_workerstats SET proven_at = %s, proof_job = %s WHERE worker_id = %s AND proven_at IS NULL"
+_SAMPLE_SQL = (
+    "UPDATE stats_sizebin SET value = value * %s + %s, count = count + 1, updated_at = %s"
+    " WHERE worker_id {worker} AND kind = %s AND bin = %s"
+)
+
+
+def _count_success(*, worker_id: int, outcome: JobOutcome, now: datetime, alpha: float) -> int | None:
+    """Count the job on an existing stats row; returns how many rows became its
+    proof of work (0 or 1), or None when the worker has no row yet."""
+    adapt = connection.ops.adapt_datetimefield_value
+    params: list[Any] = [adapt(now), adapt(outcome.started_at)]
+    ttft = ""
+    if outcome.stream and outcome.first_token_seconds is not None:
+        ttft = _TTFT_SQL
+        params += [outcome.first_token_seconds, alpha, outcome.first_token_seconds * (1 - alpha)]
+    with connection.cursor() as cursor:
+        cursor.execute(_SUCCESS_SQL.format(ttft=ttft), [*params, worker_id])
+        if not cursor.rowcount:
+            return None
+        # Exactly one job wins this compare-and-set, however many run at once.
+        cursor.execute(_PROOF_SQL, [adapt(now), outcome.public_id, worker_id])
+        return cursor.rowcount
+
+
+def _count_first_success(*, worker_id: int, outcome: JobOutcome, now: datetime, alpha: float) -> int:
     update: dict[str, Any] = {
         "inferences": F("inferences") + 1,
         "updated_at": now,
@@ -96,19 +147,9 @@ def record_success(*, worker_id: int, outcome: JobOutcome) -> Recorded:
         update["ttft_count"] = F("ttft_count") + 1
         create |= {"ttft_seconds": ttft, "ttft_count": 1}
     _upsert(WorkerStats, key={"worker_id": worker_id}, update=update, create=create)
-    # Exactly one job wins this compare-and-set, however many run at once.
-    proof = WorkerStats.objects.filter(worker_id=worker_id, proven_at__isnull=True).update(
+    return WorkerStats.objects.filter(worker_id=worker_id, proven_at__isnull=True).update(
         proven_at=now, proof_job=outcome.public_id
     )
-    measured = sample_of(outcome)
-    if measured is not None:
-        kind, bin, sample = measured
-        record_sample(worker_id=worker_id, kind=kind, bin=bin, sample=sample, now=now)
-        record_sample(worker_id=None, kind=kind, bin=bin, sample=sample, now=now)
-    slow = measured is not None and is_very_slow(outcome, measured[2])
-    if slow:
-        punish(worker_id=worker_id, reason=Failure.SLOW, now=now)
-    return Recorded(proof_of_work=bool(proof), punished=slow)
 
 
 def record_failure(*, worker_id: int, outcome: JobOutcome) -> Recorded:
@@ -147,6 +188,13 @@ def lift_punishment(*, worker_ids: list[int]) -> int:
 
 def record_sample(*, worker_id: int | None, kind: str, bin: int, sample: float, now: datetime) -> None:
     """One EMA step for a worker's bin (or the cluster's, `worker_id=None`)."""
+    alpha = settings.STATS_EMA_ALPHA
+    with connection.cursor() as cursor:
+        sql = _SAMPLE_SQL.format(worker="IS NULL" if worker_id is None else "= %s")
+        where = [kind, bin] if worker_id is None else [worker_id, kind, bin]
+        cursor.execute(sql, [alpha, sample * (1 - alpha), connection.ops.adapt_datetimefield_value(now), *where])
+        if cursor.rowcount:
+            return
     update = {"value": _ema("value", sample, settings.STATS_EMA_ALPHA), "count": F("count") + 1, "updated_at": now}
     _upsert(
         SizeBin,
