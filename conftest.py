@@ -61,6 +61,9 @@ def server_env(django_db_setup) -> dict[str, str]:
     env = {**SERVER_ENV, "DATABASE_URL": database_url(connections["default"].settings_dict)}
     if settings.REDIS_URL:
         env["REDIS_URL"] = settings.REDIS_URL
+        # Counters keyed by row ids (rate limits per API key) must not meet
+        # another test run's, whose database has the same ids.
+        env["CACHE_KEY_PREFIX"] = f"run{os.getpid()}"
     return env
 
 
