@@ -6,7 +6,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
 from routing import openapi
-from routing.errors import Unauthorized
+from routing.errors import InvalidRequest, Unauthorized
 
 from . import selectors
 
@@ -20,6 +20,8 @@ class WorkerDetailView(APIView):
     @openapi.worker_detail
     async def get(self, request):
         query = request.query_params.get("query", "")
+        if "\x00" in query:  # PostgreSQL refuses NUL in text; no identifier holds one
+            raise InvalidRequest("query must not contain NUL characters.", param="query")
         if query == "user" and not request.auth:
             raise Unauthorized(
                 "query=user lists the workers connected with your API key: send it as 'Authorization: Bearer YOUR_KEY'."

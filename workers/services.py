@@ -279,6 +279,11 @@ def claim_connection(*, need: Need, job_id: str, reply_channel: str) -> Claim | 
         )
         for r in rows
     ]
+    if all(c.punished for c in candidates) and fitting.exclude(worker__stats__punished_until__gt=now).exists():
+        # Only punished workers are free, but a worker in good standing fits and
+        # is busy: wait in line for it. A punished worker is chosen only when
+        # nothing else fits.
+        return None
     ranked = choice.rank(
         candidates, gpu_needed_mib=need.gpu_mib, model=need.model, unproven_share=settings.STATS_UNPROVEN_SHARE
     )
