@@ -53,6 +53,7 @@ class Tally:
     successes: int = 0
     clean_failures: int = 0
     misdelivered: int = 0
+    truncated: int = 0
     hung: int = 0
     failures: dict = field(default_factory=dict)
 
@@ -92,13 +93,16 @@ async def one_request(client: httpx.AsyncClient, tag: str, stream: bool, tally: 
                     break
                 for choice in event["choices"]:
                     text += choice["delta"].get("content") or ""
-            if error:
+            pieces = [p for p in text.split(" ") if p]
+            if any(p != tag for p in pieces):
+                tally.misdelivered += 1  # a chunk of another caller's completion
+            elif error:
                 tally.clean_failures += 1
                 tally.failures["stream-error"] = tally.failures.get("stream-error", 0) + 1
-            elif done and text == f"{tag} " * 8:
+            elif done and len(pieces) == 8:
                 tally.successes += 1
             else:
-                tally.misdelivered += 1
+                tally.truncated += 1  # ended without [DONE] or an error event
     except httpx.TimeoutException:
         tally.hung += 1
     except httpx.HTTPError:
@@ -175,8 +179,9 @@ def main() -> int:
     print(f"soak: {elapsed:.0f} s, {args.clients} clients, {args.workers} workers over 2 processes, {len(kills)} worker kills")
     print(f"requests {tally.requests}  successes {tally.successes}  clean failures {tally.clean_failures} {tally.failures}")
     print(f"misdelivered {tally.misdelivered}  hung {tally.hung}  leaked busy connections or waiters {leaked}")
+    print(f"streams cut without [DONE] or an error event {tally.truncated}")
     print(f"throughput {tally.requests / elapsed:.0f} req/s")
-    return 1 if (tally.misdelivered or tally.hung or leaked) else 0
+    return 1 if (tally.misdelivered or tally.hung or leaked or tally.truncated) else 0
 
 
 if __name__ == "__main__":

@@ -66,7 +66,6 @@ API_MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
 ]
 
-
 ROOT_URLCONF = "queenbee_site.urls"
 ASGI_APPLICATION = "queenbee_site.asgi.application"
 WSGI_APPLICATION = None

@@ -23,8 +23,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from billing import services as billing
-from stats.services import Failure, JobOutcome, Recorded, record_outcome
 from queenbee_site import observe
+from stats.services import Failure, JobOutcome, Recorded, record_outcome
 from workers.dispatch import AllBusy, FrameTimeout, JobHandle, LayerDown, Timeouts, WorkerGone, claim_job
 from workers.services import Need, NoWorkerFits
 
