@@ -39,13 +39,17 @@ def test_claiming_costs_the_same_queries_for_two_candidates_or_forty(candidates)
     assert len(queries) == 3, [q["sql"] for q in queries]
 
 
-def test_a_punished_worker_is_claimed_only_when_nothing_else_is_free():
+def test_a_punished_worker_is_claimed_only_when_nothing_else_fits():
     tag = f"p-{os.urandom(4).hex()}"
     fast, slow = fleet(2, tag)
     services.record_outcome(worker_id=fast.worker_id, outcome=outcome(seconds=0.1))
     services.record_outcome(worker_id=slow.worker_id, outcome=outcome(seconds=5.0))
     services.punish(worker_id=fast.worker_id, reason=Failure.GARBAGE)
-    assert [claim(tag).worker_id for _ in range(2)] == [slow.worker_id, fast.worker_id]
+    assert claim(tag).worker_id == slow.worker_id
+    # The healthy worker is busy, not gone: the request waits in line for it.
+    assert claim(tag) is None
+    type(slow).objects.filter(pk=slow.pk).delete()  # now nothing else fits
+    assert claim(tag).worker_id == fast.worker_id
 
 
 def test_a_fast_worker_is_claimed_most_of_the_time():
