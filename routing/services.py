@@ -12,7 +12,6 @@ import dataclasses
 import json
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -471,6 +470,3 @@ async def images(*, spec: JobSpec) -> dict[str, Any]:
     created = reply.get("created") if isinstance(reply.get("created"), int) else job.created
     return {"created": created, "data": data}
 
-
-def new_id() -> str:
-    return uuid.uuid4().hex
