@@ -1,9 +1,10 @@
 """GET /v1/usage: the calling key's own usage."""
 
-from adrf.views import APIView
 from asgiref.sync import sync_to_async
 from rest_framework import serializers
 from rest_framework.response import Response
+
+from routing.api_view import ApiView
 
 from . import openapi, selectors
 
@@ -14,7 +15,7 @@ class UsageQuery(serializers.Serializer):
     days = serializers.IntegerField(min_value=1, max_value=selectors.MAX_USAGE_DAYS, default=30)
 
 
-class UsageView(APIView):
+class UsageView(ApiView):
     @openapi.usage
     async def get(self, request):
         query = UsageQuery(data=request.query_params)

@@ -5,7 +5,6 @@ thread per request by Django); jobs are async views, because creating one kicks
 this process's scheduler.
 """
 
-from adrf.views import APIView as AsyncAPIView
 from asgiref.sync import sync_to_async
 from django.core import signing
 from django.http import FileResponse
@@ -14,6 +13,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from routing.api_view import ApiView
 from routing.errors import json_error
 
 from . import openapi, selectors, services, storage
@@ -95,7 +95,7 @@ def signed_download(request, token: str):
         return json_error(404, "This file no longer exists.", type="invalid_request_error", code="not_found")
 
 
-class JobsView(AsyncAPIView):
+class JobsView(ApiView):
     @openapi.list_jobs
     async def get(self, request):
         page = validated(PageSerializer, request.query_params)
@@ -109,27 +109,27 @@ class JobsView(AsyncAPIView):
         return Response(await sync_to_async(selectors.get_job)(owner=job.owner, job_id=job.public_id))
 
 
-class JobView(AsyncAPIView):
+class JobView(ApiView):
     @openapi.retrieve_job
     async def get(self, request, job_id: str):
         return Response(await sync_to_async(selectors.get_job)(owner=owner(request), job_id=job_id))
 
 
-class JobCancelView(AsyncAPIView):
+class JobCancelView(ApiView):
     @openapi.cancel_job
     async def post(self, request, job_id: str):
         job = await sync_to_async(services.cancel_job)(owner=owner(request), job_id=job_id)
         return Response(await sync_to_async(selectors.get_job)(owner=job.owner, job_id=job.public_id))
 
 
-class JobEventsView(AsyncAPIView):
+class JobEventsView(ApiView):
     @openapi.list_events
     async def get(self, request, job_id: str):
         page = validated(PageSerializer, request.query_params)
         return Response(await sync_to_async(selectors.list_events)(owner=owner(request), job_id=job_id, **page))
 
 
-class JobCheckpointsView(AsyncAPIView):
+class JobCheckpointsView(ApiView):
     @openapi.list_checkpoints
     async def get(self, request, job_id: str):
         page = validated(CheckpointPageSerializer, request.query_params)

@@ -45,7 +45,10 @@ def _error(description: str) -> OpenApiResponse:
 COMMON_ERRORS = {
     401: _error("Missing or wrong API key."),
     405: _error("Method not allowed."),
-    503: _error("This process is shutting down (code `shutting_down`), or no worker can take the job now."),
+    503: _error(
+        "This process is shutting down (code `shutting_down`), no worker can take the job now, "
+        "or the remote billing backend did not answer about the key (`billing_unavailable`)."
+    ),
 }
 INFERENCE_ERRORS = {
     **COMMON_ERRORS,
@@ -54,7 +57,10 @@ INFERENCE_ERRORS = {
     415: _error("The body is not JSON."),
     429: _error("Out of credits (`insufficient_quota`) or over the key's rate limit (`rate_limit_exceeded`, with Retry-After)."),
     502: _error("The worker failed."),
-    503: _error("No worker can serve the request: `no_worker_fits` at once, `all_workers_busy` after waiting in line."),
+    503: _error(
+        "No worker can serve the request: `no_worker_fits` at once, `all_workers_busy` after waiting in line; "
+        "or the remote billing backend did not answer (`billing_unavailable`)."
+    ),
     504: _error("The worker did not answer in time."),
 }
 

@@ -1,6 +1,5 @@
 """The OpenAI-compatible endpoints. Each view validates, calls one service, renders."""
 
-from adrf.views import APIView
 from asgiref.sync import sync_to_async
 from django.http import StreamingHttpResponse
 from rest_framework.permissions import AllowAny
@@ -10,6 +9,7 @@ from finetune import selectors as fine_tuned
 from finetune.services import owner_of
 
 from . import openapi, selectors, services
+from .api_view import ApiView
 from .errors import NotFound
 from .serializers import ChatCompletionSerializer, CompletionSerializer, EmbeddingsSerializer, ImagesSerializer
 
@@ -27,7 +27,7 @@ def event_stream(events) -> StreamingHttpResponse:
     return response
 
 
-class ChatCompletionsView(APIView):
+class ChatCompletionsView(ApiView):
     @openapi.chat_completions
     async def post(self, request):
         data = validated(ChatCompletionSerializer, request)
@@ -38,7 +38,7 @@ class ChatCompletionsView(APIView):
         return Response(await services.complete(spec=spec, prefix="chatcmpl", object_name="chat.completion"))
 
 
-class CompletionsView(APIView):
+class CompletionsView(ApiView):
     @openapi.completions
     async def post(self, request):
         data = validated(CompletionSerializer, request)
@@ -49,14 +49,14 @@ class CompletionsView(APIView):
         return Response(await services.complete(spec=spec, prefix="cmpl", object_name="text_completion"))
 
 
-class EmbeddingsView(APIView):
+class EmbeddingsView(ApiView):
     @openapi.embeddings
     async def post(self, request):
         data = validated(EmbeddingsSerializer, request)
         return Response(await services.embeddings(spec=services.embeddings_spec(data=data, caller=request.user)))
 
 
-class ImagesView(APIView):
+class ImagesView(ApiView):
     @openapi.images
     async def post(self, request):
         data = validated(ImagesSerializer, request)
@@ -67,7 +67,7 @@ def model_entry(name: str) -> dict:
     return {"id": name, "object": "model", "created": 0, "owned_by": name.split("/")[0] if "/" in name else "queenbee"}
 
 
-class ModelsView(APIView):
+class ModelsView(ApiView):
     @openapi.list_models
     async def get(self, request):
         names = await sync_to_async(selectors.advertised_models)()
@@ -75,7 +75,7 @@ class ModelsView(APIView):
         return Response({"object": "list", "data": own + [model_entry(n) for n in names]})
 
 
-class ModelDetailView(APIView):
+class ModelDetailView(ApiView):
     @openapi.retrieve_model
     async def get(self, request, model_id: str):
         own = await sync_to_async(fine_tuned.fine_tuned_model)(owner=owner_of(request.user), name=model_id)
@@ -87,7 +87,7 @@ class ModelDetailView(APIView):
         return Response(model_entry(model_id))
 
 
-class WorkerStatsView(APIView):
+class WorkerStatsView(ApiView):
     authentication_classes = []
     permission_classes = [AllowAny]
 

@@ -1,4 +1,5 @@
-"""Billing fixtures: accounts with API keys, and workers that already proved themselves."""
+"""Billing fixtures: accounts with API keys, workers that already proved themselves,
+and a server billing through a real local HTTP billing backend."""
 
 import uuid
 
@@ -7,11 +8,15 @@ import pytest
 
 from billing import services
 from billing.models import Account, LedgerEntry
+from billing.tests.billing_server import BillingServer
 from conftest import wait_for
+from finetune.tests.conftest import local_env
 from routing.models import ApiKey, Job, hash_key
+from testkit.server import QueenProcess, free_port
 
 MODEL = "TheBloke/vicuna-7B-v1.5-GGUF:Q4_K_M"
 HI = [{"role": "user", "content": "hi"}]
+BILLING_SECRET = "billing-shared-secret"
 
 
 def tag() -> str:
@@ -62,3 +67,30 @@ def charges_of(account: Account) -> list[LedgerEntry]:
 
 def jobs_of(raw: str):
     return Job.objects.filter(api_key__key_hash=hash_key(raw))
+
+
+@pytest.fixture(scope="package")
+def billing_server():
+    server = BillingServer(port=free_port()).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="package")
+def remote_queen(server_env, billing_server, tmp_path_factory):
+    """A server billing through `billing_server`, that also runs fine-tunes quickly."""
+    env = {
+        **local_env(server_env, tmp_path_factory.mktemp("remote-media")),
+        "BILLING_URL": billing_server.url,
+        "BILLING_SECRET": BILLING_SECRET,
+        # Long enough for a request during the outage to be admitted on the cached answer.
+        "BILLING_CHECK_CACHE_SECONDS": "60",
+        "BILLING_RETRY_FIRST_DELAY": "0.2",
+        "BILLING_RETRY_MAX_DELAY": "0.5",
+        "BILLING_OUTBOX_POLL": "0.5",
+        "CACHE_KEY_PREFIX": tag(),  # its own check cache when Redis is shared
+        "LOG_LEVEL": "DEBUG",
+    }
+    process = QueenProcess(env, name="test-billing-queen").start()
+    yield process
+    process.stop()

@@ -6,39 +6,11 @@ import pytest
 
 from billing.models import OutboxMessage
 from billing.tests.billing_server import BillingServer
-from billing.tests.conftest import HI, MODEL, tag
+from billing.tests.conftest import BILLING_SECRET, HI, MODEL, tag
 from conftest import BYPASS, wait_for
 from routing.models import Job
-from testkit.server import QueenProcess, free_port
 
-SECRET = "billing-shared-secret"
 WORKER_AUTH_KEY = "worker-auth-key-that-must-never-leak-7f3a"
-
-
-@pytest.fixture(scope="module")
-def billing_server():
-    server = BillingServer(port=free_port()).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def remote_queen(server_env, billing_server):
-    env = {
-        **server_env,
-        "BILLING_URL": billing_server.url,
-        "BILLING_SECRET": SECRET,
-        # Long enough for a request during the outage to be admitted on the cached answer.
-        "BILLING_CHECK_CACHE_SECONDS": "60",
-        "BILLING_RETRY_FIRST_DELAY": "0.2",
-        "BILLING_RETRY_MAX_DELAY": "0.5",
-        "BILLING_OUTBOX_POLL": "0.5",
-        "CACHE_KEY_PREFIX": tag(),  # its own check cache when Redis is shared
-        "LOG_LEVEL": "DEBUG",
-    }
-    process = QueenProcess(env, name="test-billing-queen").start()
-    yield process
-    process.stop()
 
 
 @pytest.fixture
@@ -65,9 +37,9 @@ def test_the_remote_commands_carry_the_secret_and_the_usage(remote_queen, billin
     replies = [api(remote_queen, token).chat.completions.create(model=MODEL, messages=HI, extra_body=paid_worker.extra) for _ in range(2)]
     [check] = [r for r in billing_server.commands("check") if r.body["bill_to_token"] == token]  # cached after the first
     assert check.body == {"command": "check", "bill_to_token": token}
-    assert check.headers["Authorization"] == f"Bearer {SECRET}"
+    assert check.headers["Authorization"] == f"Bearer {BILLING_SECRET}"
     [complete] = wait_for(lambda: completes_for(billing_server, replies[0].id), what="complete delivered")
-    assert complete.headers["Authorization"] == f"Bearer {SECRET}"
+    assert complete.headers["Authorization"] == f"Bearer {BILLING_SECRET}"
     body = complete.body
     assert body["bill_to_token"] == token and body["pay_to_lnurl"] == "worker@ln.example"
     assert body["usage"] == {"prompt_tokens": 7, "completion_tokens": 4, "total_tokens": 11, "images": 0, "estimated": False}
