@@ -310,6 +310,9 @@ PROCESS_NAME = env.str("QUEENBEE_PROCESS_NAME", default="")
 
 # --- Routing timeouts ---------------------------------------------------------
 
+# Threads the hot path's database calls run on (claim, release, records):
+# queenbee_site/db.py. Keep it below DB_POOL_MAX on PostgreSQL.
+DB_THREADS = env.int("DB_THREADS", default=8)
 # Waiting in line for a busy worker. Long enough to absorb a burst, short enough
 # that a client is told "no capacity" before its own HTTP timeout.
 QUEUE_TIMEOUT = env.float("QUEUE_TIMEOUT", default=30.0)

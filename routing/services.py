@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
 from billing import services as billing
 from queenbee_site import observe
+from queenbee_site.db import on_db_threads
 from stats.services import Failure, JobOutcome, Recorded, record_outcome
 from workers.dispatch import AllBusy, FrameTimeout, JobHandle, LayerDown, Timeouts, WorkerGone, claim_job
 from workers.services import Need, NoWorkerFits
@@ -46,6 +46,7 @@ AMBIGUOUS_MODEL_MARKERS = ("Multiple files match", "specify a better filter")
 MISSING_MODEL_MARKERS = ("Can't find gguf",)
 
 _background: set[asyncio.Task] = set()
+_record_outcome = on_db_threads(record_outcome)
 
 
 def in_background(coro) -> None:
@@ -226,7 +227,7 @@ async def record_job(*, spec: JobSpec, handle: JobHandle, public_id: str, status
     recorded = Recorded()
     if status != Job.Status.CANCELLED:  # a caller leaving says nothing about the worker
         try:
-            recorded = await database_sync_to_async(record_outcome)(worker_id=handle.claim.worker_id, outcome=JobOutcome(
+            recorded = await _record_outcome(worker_id=handle.claim.worker_id, outcome=JobOutcome(
                 public_id=public_id,
                 kind=STATS_KINDS[spec.kind],
                 size=spec.need.size,

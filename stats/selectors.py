@@ -5,6 +5,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Q, Subquery
 from django.utils import timezone
 
@@ -26,17 +27,26 @@ def kind_for(capabilities: Iterable[str]) -> str:
     return Kind.IMAGE if "sdxl" in capabilities else Kind.TEXT
 
 
+# The choice's one stats query, in SQL written once: built with the ORM it cost
+# four times its execution on every request (bench/RESULTS.md).
+_ESTIMATES_SQL = (
+    f"SELECT worker_id, bin, value FROM {SizeBin._meta.db_table}"
+    " WHERE kind = %s AND (worker_id IS NULL OR worker_id IN ({ids}))"
+)
+
+
 def estimates(*, worker_ids: Iterable[int], size: float, kind: str) -> dict[int, float | None]:
     """Estimated seconds per token (or per image) at `size` for each worker, in one query.
 
     A worker with no bins of this kind gets the cluster's estimate; None when
     nobody has been measured yet.
     """
-    ids = set(worker_ids)
+    ids = sorted(set(worker_ids))
     bins: dict[int | None, dict[int, float]] = defaultdict(dict)
-    rows = SizeBin.objects.filter(Q(worker_id__in=ids) | Q(worker__isnull=True), kind=kind)
-    for worker_id, bin, value in rows.values_list("worker_id", "bin", "value"):
-        bins[worker_id][bin] = value
+    with connection.cursor() as cursor:
+        cursor.execute(_ESTIMATES_SQL.format(ids=", ".join(["%s"] * len(ids)) or "NULL"), [kind, *ids])
+        for worker_id, bin, value in cursor.fetchall():
+            bins[worker_id][bin] = value
     cluster = ema.estimate(bins.get(None, {}), size)
     return {w: (ema.estimate(bins[w], size) if w in bins else cluster) for w in ids}
 

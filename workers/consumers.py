@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import DatabaseError
 
 from queenbee_site import observe
+from queenbee_site.db import on_db_threads
 
 from . import events, limits, queue, services
 from .liveness import registry
@@ -26,6 +27,11 @@ from .protocol import ProtocolError, decode_frame, parse_connect_message
 from .signature import BadSignature, verify_connect_signature
 
 log = logging.getLogger(__name__)
+
+# A connection's hot-path writes run on the shared database threads (queenbee_site/db.py).
+_register = on_db_threads(services.register_connection)
+_release = on_db_threads(queue.release_or_hand_off)
+_unregister = on_db_threads(services.unregister_connection)
 
 CLOSE_BAD_SIGNATURE = 4001
 CLOSE_BAD_CONNECT = 4002
@@ -102,7 +108,7 @@ class WorkerConsumer(ResilientConsumer):
         await self.guard.claim_identity(info)
         self.process_id = await registry.ensure()
         try:
-            self.worker_id, self.connection_id = await database_sync_to_async(services.register_connection)(
+            self.worker_id, self.connection_id = await _register(
                 process_id=self.process_id, channel_name=self.channel_name, info=info
             )
         except services.ProcessGone:
@@ -137,7 +143,7 @@ class WorkerConsumer(ResilientConsumer):
     async def hand_off(self, *, job_id: str) -> None:
         """Free the connection, or hand it to the oldest request waiting for it."""
         try:
-            handed = await database_sync_to_async(queue.release_or_hand_off)(connection_id=self.connection_id, job_id=job_id)
+            handed = await _release(connection_id=self.connection_id, job_id=job_id)
         except DatabaseError:
             # The database is down: keep the worker, and free its row once it is back.
             log.warning("could not free a connection; retrying", exc_info=True)
@@ -208,7 +214,7 @@ class WorkerConsumer(ResilientConsumer):
             return
         await self.channel_layer.group_discard(events.process_group(self.process_id), self.channel_name)
         # The row knows the job even if its message had not reached us yet.
-        job_id, reply_channel = await database_sync_to_async(services.unregister_connection)(connection_id=self.connection_id)
+        job_id, reply_channel = await _unregister(connection_id=self.connection_id)
         observe.worker_disconnected(self.guard, worker_id=self.worker_id, connection_id=self.connection_id, code=code)
         self.connection_id = None
         if job_id and reply_channel:

@@ -12,8 +12,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
+
+from queenbee_site.db import on_db_threads
 
 from . import events, queue
 from .liveness import registry
@@ -84,7 +85,7 @@ class JobHandle:
         except Exception as exc:
             self.finished = True
             await self.abandon()
-            await database_sync_to_async(queue.release_or_hand_off)(connection_id=self.claim.connection_id, job_id=self.job_id)
+            await _release(connection_id=self.claim.connection_id, job_id=self.job_id)
             raise LayerDown(str(exc)) from exc
 
     async def _send_job(self, openai_url: str, openai_req: dict[str, Any], ends_with_marker: bool, max_seconds: float) -> None:
@@ -120,8 +121,11 @@ class JobHandle:
         if wait <= 0:
             raise FrameTimeout(f"the worker did not send its {what} in time", first=first)
         try:
-            return await asyncio.wait_for(self.inbox.get(), wait)
-        except asyncio.TimeoutError:
+            # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation that
+            # arrives as a frame does, and a caller who left kept its stream running.
+            async with asyncio.timeout(wait):
+                return await self.inbox.get()
+        except TimeoutError:
             raise FrameTimeout(f"the worker did not send its {what} in time", first=first) from None
 
     async def abandon(self) -> None:
@@ -198,14 +202,16 @@ async def _wait_for_hand_off(inbox: asyncio.Queue, seconds: float) -> Claim | No
     deadline = time.monotonic() + seconds
     while (remaining := deadline - time.monotonic()) > 0:
         try:
-            message = await asyncio.wait_for(inbox.get(), remaining)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(remaining):  # not wait_for: see JobHandle._receive
+                message = await inbox.get()
+        except TimeoutError:
             return None
         if message.get("type") == events.QUEUE_CLAIMED:
             return Claim(**message["claim"])
     return None
 
 
-_claim = database_sync_to_async(claim_connection)
-_enqueue = database_sync_to_async(queue.enqueue)
-_leave = database_sync_to_async(queue.leave)
+_claim = on_db_threads(claim_connection)
+_enqueue = on_db_threads(queue.enqueue)
+_leave = on_db_threads(queue.leave)
+_release = on_db_threads(queue.release_or_hand_off)

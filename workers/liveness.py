@@ -95,9 +95,9 @@ def sweep_dead_processes() -> int:
     return deleted
 
 
-def live_connections():
-    """Connections held by processes whose heartbeat is fresh."""
-    return Connection.objects.filter(process__expires_at__gte=timezone.now(), process__stopping=False)
+def live_connections(*, now=None):
+    """Connections held by processes whose heartbeat is fresh (at `now`)."""
+    return Connection.objects.filter(process__expires_at__gte=now or timezone.now(), process__stopping=False)
 
 
 class ProcessRegistry:

@@ -10,8 +10,10 @@ consumer handing off, or the waiter leaving (deadline, or its own poll).
 from dataclasses import asdict
 from datetime import timedelta
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
+
+from queenbee_site import compiled
 
 from .models import Connection, Waiter
 from .services import Claim, ConnectionFacts, Need
@@ -47,36 +49,57 @@ def sweep_expired(*, grace_seconds: float) -> int:
     return Waiter.objects.filter(deadline__lt=cutoff).delete()[0]
 
 
+# The statements of every job's end, compiled or written once (queenbee_site/compiled.py).
+_RELEASE_FIELDS = ("channel_name", "current_model", "worker__stats__punished_until", *ConnectionFacts.FIELDS)
+_FREE_SQL = (
+    f"UPDATE {Connection._meta.db_table} SET state = %s, job_id = '', reply_channel = '', busy_since = NULL"
+    " WHERE id = %s AND job_id = %s"
+)
+_HAND_SQL = (
+    f"UPDATE {Connection._meta.db_table} SET state = %s, job_id = %s, reply_channel = %s, busy_since = %s,"
+    " current_model = %s WHERE id = %s"
+)
+_TAKE_WAITER_SQL = f"DELETE FROM {Waiter._meta.db_table} WHERE id = %s"
+
+
 def release_or_hand_off(*, connection_id: int, job_id: str) -> tuple[str, dict] | None:
     """After a job's last frame: give the connection to the oldest waiter it fits,
     or mark it free. Returns (reply_channel, claim message fields) on a hand-off."""
     with transaction.atomic():
-        row = Connection.objects.select_for_update(of=("self",)).filter(pk=connection_id, job_id=job_id).values_list(
-            "channel_name", "current_model", "worker__stats__punished_until", *ConnectionFacts.FIELDS
-        ).first()
-        if row is None:
+        rows = compiled.run(
+            "release-row",
+            lambda connection_id, job_id: Connection.objects.select_for_update(of=("self",))
+            .filter(pk=connection_id, job_id=job_id)
+            .values_list(*_RELEASE_FIELDS)[:1],
+            connection_id=connection_id,
+            job_id=job_id,
+        )
+        if not rows:
             return None
-        channel_name, current_model, punished_until, *facts = row
+        channel_name, current_model, punished_until, *facts = rows[0]
         facts = ConnectionFacts(*facts)
+        now = timezone.now()
         # A punished worker is not handed to anyone: it goes back to the pool,
         # where the ranked claim takes it only when nothing else fits.
-        punished = punished_until is not None and punished_until > timezone.now()
-        for waiter in [] if punished else Waiter.objects.filter(deadline__gt=timezone.now())[:HANDOFF_SCAN]:
-            need = Need.from_dict(waiter.need)
-            if not need.fits(facts):
-                continue
-            if not Waiter.objects.filter(pk=waiter.pk).delete()[0]:
-                continue  # it left, or another consumer took it
-            Connection.objects.filter(pk=connection_id).update(
-                state=Connection.State.BUSY,
-                job_id=waiter.job_id,
-                reply_channel=waiter.reply_channel,
-                busy_since=timezone.now(),
-                current_model=need.model or current_model,
-            )
-            claim = Claim(connection_id, channel_name, facts.worker_id, facts.is_web, current_model == need.model)
-            return waiter.reply_channel, {"job_id": waiter.job_id, "claim": asdict(claim)}
-        Connection.objects.filter(pk=connection_id, job_id=job_id).update(
-            state=Connection.State.FREE, job_id="", reply_channel="", busy_since=None
+        punished = punished_until is not None and punished_until > now
+        waiters = [] if punished else compiled.run(
+            "waiters",
+            lambda now: Waiter.objects.filter(deadline__gt=now).values_list("pk", "job_id", "reply_channel", "need")[:HANDOFF_SCAN],
+            now=now,
         )
+        with connection.cursor() as cursor:
+            for waiter_id, waiter_job, waiter_channel, need in waiters:
+                need = Need.from_dict(need)
+                if not need.fits(facts):
+                    continue
+                cursor.execute(_TAKE_WAITER_SQL, [waiter_id])
+                if not cursor.rowcount:
+                    continue  # it left, or another consumer took it
+                cursor.execute(_HAND_SQL, [
+                    Connection.State.BUSY.value, waiter_job, waiter_channel, connection.ops.adapt_datetimefield_value(now),
+                    need.model or current_model, connection_id,
+                ])
+                claim = Claim(connection_id, channel_name, facts.worker_id, facts.is_web, current_model == need.model)
+                return waiter_channel, {"job_id": waiter_job, "claim": asdict(claim)}
+            cursor.execute(_FREE_SQL, [Connection.State.FREE.value, connection_id, job_id])
     return None

@@ -11,9 +11,11 @@ import uuid
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
+
+from queenbee_site import compiled
 
 from . import choice
 from .liveness import live_connections
@@ -224,9 +226,9 @@ def unregister_connection(*, connection_id: int) -> tuple[str, str]:
     return job_id, reply_channel
 
 
-def fitting_connections(need: Need):
+def fitting_connections(need: Need, *, now=None):
     """Live connections that could serve `need` (free or not), filtered by the database."""
-    qs = live_connections()
+    qs = live_connections(now=now)
     for capability in need.capabilities:
         qs = qs.filter(capabilities_text__contains=f",{capability},")
     if need.min_version:
@@ -250,6 +252,31 @@ def fitting_connections(need: Need):
     return qs.filter((gpu_fit | cpu_fit | web_fit) & disk_fit)
 
 
+# What the claim reads of each free candidate, and its compare-and-set, written
+# once (queenbee_site/compiled.py: compiling these per request cost more CPU
+# than running them).
+CANDIDATE_FIELDS = (
+    "pk", "channel_name", "worker_id", "is_web", "gpu_memory_mib", "current_model", "advertised_models",
+    "worker__stats__punished_until", "worker__stats__proven_at",
+)
+_CLAIM_SQL = (
+    f"UPDATE {Connection._meta.db_table} SET state = %s, job_id = %s, reply_channel = %s, busy_since = %s,"
+    " current_model = %s WHERE id = %s AND state = %s"
+)
+
+
+def _free_candidates(need: Need, now) -> list[tuple]:
+    return compiled.run(
+        ("candidates", need),
+        lambda now: fitting_connections(need, now=now).filter(state=Connection.State.FREE).values_list(*CANDIDATE_FIELDS)[:CANDIDATE_LIMIT],
+        now=now,
+    )
+
+
+def _any_fits(need: Need, now) -> bool:
+    return bool(compiled.run(("fits", need), lambda now: fitting_connections(need, now=now).values_list("pk")[:1], now=now))
+
+
 def claim_connection(*, need: Need, job_id: str, reply_channel: str) -> Claim | None:
     """Claim the best free connection for `need`.
 
@@ -259,16 +286,12 @@ def claim_connection(*, need: Need, job_id: str, reply_channel: str) -> Claim | 
     # stats builds on this app (its rows point at Worker), so it is imported here.
     from stats import selectors as stats_selectors
 
-    fitting = fitting_connections(need)
-    rows = fitting.filter(state=Connection.State.FREE).values_list(
-        "pk", "channel_name", "worker_id", "is_web", "gpu_memory_mib", "current_model", "advertised_models",
-        "worker__stats__punished_until", "worker__stats__proven_at",
-    )[:CANDIDATE_LIMIT]
+    now = timezone.now()
+    rows = _free_candidates(need, now)
     if not rows:
-        if fitting.exists():
+        if _any_fits(need, now):
             return None
         raise NoWorkerFits(f"No connected worker can serve this request: it needs {need.describe()}.")
-    now = timezone.now()
     # One more query for every candidate's speed, however many there are.
     speed = stats_selectors.estimates(
         worker_ids={r[2] for r in rows}, size=need.size, kind=stats_selectors.kind_for(need.capabilities)
@@ -279,7 +302,7 @@ def claim_connection(*, need: Need, job_id: str, reply_channel: str) -> Claim | 
         )
         for r in rows
     ]
-    if all(c.punished for c in candidates) and fitting.exclude(worker__stats__punished_until__gt=now).exists():
+    if all(c.punished for c in candidates) and fitting_connections(need, now=now).exclude(worker__stats__punished_until__gt=now).exists():
         # Only punished workers are free, but a worker in good standing fits and
         # is busy: wait in line for it. A punished worker is chosen only when
         # nothing else fits.
@@ -287,16 +310,15 @@ def claim_connection(*, need: Need, job_id: str, reply_channel: str) -> Claim | 
     ranked = choice.rank(
         candidates, gpu_needed_mib=need.gpu_mib, model=need.model, unproven_share=settings.STATS_UNPROVEN_SHARE
     )
-    for c in ranked:
-        won = Connection.objects.filter(pk=c.connection_id, state=Connection.State.FREE).update(
-            state=Connection.State.BUSY,
-            job_id=job_id,
-            reply_channel=reply_channel,
-            busy_since=now,
-            current_model=need.model or c.current_model,
-        )
-        if won:
-            return Claim(c.connection_id, c.channel_name, c.worker_id, c.is_web, c.current_model == need.model)
+    busy_since = connection.ops.adapt_datetimefield_value(now)
+    with connection.cursor() as cursor:
+        for c in ranked:
+            cursor.execute(_CLAIM_SQL, [
+                Connection.State.BUSY.value, job_id, reply_channel, busy_since, need.model or c.current_model,
+                c.connection_id, Connection.State.FREE.value,
+            ])
+            if cursor.rowcount:
+                return Claim(c.connection_id, c.channel_name, c.worker_id, c.is_web, c.current_model == need.model)
     return None
 
 

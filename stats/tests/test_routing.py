@@ -139,7 +139,9 @@ def test_a_stream_records_its_time_to_first_token_and_a_sample(start_worker, cli
 
 
 def test_a_caller_who_leaves_does_not_count_against_the_worker(start_worker, client, db_access):
-    worker = start_worker(script=lambda job: iter([*stream_chunks(["a"])[:2], Delay(0.5), {}]))
+    # The worker holds the stream open far longer than the caller stays, so the
+    # job can only end by the caller leaving (0.5 s raced disconnect detection on a busy CI box).
+    worker = start_worker(script=lambda job: iter([*stream_chunks(["a"])[:2], Delay(8), {}]))
     stream = client.chat.completions.create(
         model=MODEL, messages=HI, stream=True, extra_body={"gpu_filter": {"pubkey": worker.pubkey}}
     )
