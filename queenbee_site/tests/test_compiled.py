@@ -1,0 +1,53 @@
+"""Compiled querysets return what the ORM would, for every value of their arguments."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from queenbee_site import compiled
+from workers.models import Connection, ServerProcess, Worker
+
+pytestmark = pytest.mark.django_db
+
+
+def _connection(worker: Worker, process: ServerProcess, channel: str, **fields) -> Connection:
+    return Connection.objects.create(worker=worker, process=process, channel_name=channel, **fields)
+
+
+@pytest.fixture
+def rows():
+    now = timezone.now()
+    live = ServerProcess.objects.create(name="live", heartbeat_at=now, expires_at=now + timedelta(seconds=30))
+    worker = Worker.objects.create(identity="w1", advertised_models=["a/b:c"])
+    first = _connection(worker, live, "ch-1", advertised_models=["a/b:c"], current_model="a/b:c")
+    second = _connection(worker, live, "ch-2", state=Connection.State.BUSY, job_id="job-2")
+    return now, live, first, second
+
+
+def query(now, process_id, state):
+    return (
+        Connection.objects.filter(process__expires_at__gte=now, process_id=process_id, state=state)
+        .order_by("pk")
+        .values_list("pk", "channel_name", "advertised_models", "process__expires_at")
+    )
+
+
+def test_each_run_uses_its_own_arguments_and_the_orms_converters(rows):
+    now, live, first, second = rows
+    run = lambda **args: compiled.run("test-connections", query, **args)  # noqa: E731
+
+    expected_free = list(query(now, live.pk, "free"))
+    assert expected_free and expected_free[0][2] == ["a/b:c"]  # JSON decoded, datetimes aware
+    assert run(now=now, process_id=live.pk, state="free") == expected_free
+    assert run(now=now, process_id=live.pk, state="busy") == list(query(now, live.pk, "busy")) == [
+        (second.pk, "ch-2", [], live.expires_at)
+    ]
+    # Later than the heartbeat's expiry: the process is dead, nothing is live.
+    assert run(now=now + timedelta(minutes=5), process_id=live.pk, state="free") == []
+    assert run(now=now, process_id=live.pk + 1000, state="free") == []
+
+
+def test_an_argument_the_query_does_not_use_is_refused(rows):
+    with pytest.raises(ValueError, match="'unused'"):
+        compiled.run("test-unused", lambda now, unused: Connection.objects.filter(process__expires_at__gte=now), now=timezone.now(), unused=3)
