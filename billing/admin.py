@@ -6,7 +6,7 @@ from .models import Account, LedgerEntry, OutboxMessage, Price
 
 class LedgerInline(admin.TabularInline):
     model = LedgerEntry
-    fields = ("created_at", "kind", "amount", "balance_after", "unpaid", "job", "note")
+    fields = ("created_at", "kind", "amount", "balance_after", "unpaid", "job", "fine_tune", "note")
     readonly_fields = fields
     extra = 0
     max_num = 0
@@ -28,9 +28,9 @@ class AccountAdmin(admin.ModelAdmin):
 class LedgerEntryAdmin(admin.ModelAdmin):
     """Read-only, except adding a top-up or adjustment, which moves the balance with it."""
 
-    list_display = ("created_at", "account", "kind", "amount", "balance_after", "unpaid", "job")
+    list_display = ("created_at", "account", "kind", "amount", "balance_after", "unpaid", "job", "fine_tune")
     list_filter = ("kind",)
-    search_fields = ("account__name", "job__public_id")
+    search_fields = ("account__name", "job__public_id", "fine_tune__public_id")
     fields = ("account", "kind", "amount", "note")
     raw_id_fields = ("account",)
 
@@ -55,10 +55,10 @@ class PriceAdmin(admin.ModelAdmin):
 
 @admin.register(OutboxMessage)
 class OutboxMessageAdmin(admin.ModelAdmin):
-    list_display = ("pk", "job", "state", "attempts", "next_attempt_at", "last_error", "delivered_at")
+    list_display = ("pk", "job", "fine_tune", "state", "attempts", "next_attempt_at", "last_error", "delivered_at")
     list_filter = ("state",)
     exclude = ("payload",)  # holds the caller's token until delivered
-    readonly_fields = ("job", "state", "attempts", "next_attempt_at", "claimed_until", "last_error", "created_at", "delivered_at")
+    readonly_fields = ("job", "fine_tune", "state", "attempts", "next_attempt_at", "claimed_until", "last_error", "created_at", "delivered_at")
     actions = ["retry_now"]
 
     def has_add_permission(self, request):

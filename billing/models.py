@@ -38,7 +38,7 @@ class Account(models.Model):
 
 
 class LedgerEntry(models.Model):
-    """One change of one balance. A job has at most one entry of each kind."""
+    """One change of one balance. A job (inference or fine-tune) has at most one entry of each kind."""
 
     class Kind(models.TextChoices):
         CHARGE = "charge"  # a caller paid for a job
@@ -48,6 +48,9 @@ class LedgerEntry(models.Model):
 
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="entries")
     job = models.ForeignKey("routing.Job", null=True, blank=True, on_delete=models.PROTECT, related_name="ledger_entries")
+    fine_tune = models.ForeignKey(
+        "finetune.FineTuningJob", null=True, blank=True, on_delete=models.PROTECT, related_name="ledger_entries"
+    )
     kind = models.CharField(max_length=16, choices=Kind.choices)
     amount = models.BigIntegerField(help_text="Credits; negative for a charge.")
     balance_after = models.BigIntegerField()
@@ -63,6 +66,10 @@ class LedgerEntry(models.Model):
         constraints = [
             # A job recorded twice (a retry of the write, two processes) is billed once.
             models.UniqueConstraint(fields=["job", "kind"], condition=Q(job__isnull=False), name="ledger_once_per_job_and_kind"),
+            # A fine-tune is billed once, in the transaction that marks it succeeded.
+            models.UniqueConstraint(
+                fields=["fine_tune", "kind"], condition=Q(fine_tune__isnull=False), name="ledger_once_per_fine_tune_and_kind"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -72,10 +79,17 @@ class LedgerEntry(models.Model):
 class Price(models.Model):
     """Credits for one job of `kind` on a model of at least `min_size` (the largest such row wins).
 
-    With no row for a kind, the BILLING_PRICE_* settings apply.
+    With no row for a kind, the BILLING_PRICE_* settings apply. A fine-tune's
+    worker reports no token counts, so it is priced per job: `per_request` only.
     """
 
-    kind = models.CharField(max_length=16, choices=[("chat", "chat"), ("embeddings", "embeddings"), ("images", "images")])
+    class Kind(models.TextChoices):
+        CHAT = "chat"
+        EMBEDDINGS = "embeddings"
+        IMAGES = "images"
+        FINE_TUNE = "fine_tune"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
     min_size = models.FloatField(default=0, help_text="Model size (about GB of weights) from which this row applies.")
     per_request = models.PositiveIntegerField(default=0)
     per_1k_prompt_tokens = models.PositiveIntegerField(default=0)
@@ -93,7 +107,8 @@ class Price(models.Model):
 class OutboxMessage(models.Model):
     """A `complete` command for the remote billing backend, kept until it is delivered.
 
-    Written in the job's transaction, so a billing outage (or a crash) loses no
+    For an inference job or a fine-tune (one row each at most). Written in the
+    transaction that records the job or marks the fine-tune succeeded, so a billing outage (or a crash) loses no
     charge. A process claims a row by moving `claimed_until` forward with a
     compare-and-set UPDATE; only the process whose UPDATE matched sends it.
     """
@@ -104,6 +119,9 @@ class OutboxMessage(models.Model):
         GAVE_UP = "gave_up"
 
     job = models.OneToOneField("routing.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="outbox_message")
+    fine_tune = models.OneToOneField(
+        "finetune.FineTuningJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="outbox_message"
+    )
     # The caller's token is the only way the original's backend knows whom to
     # bill; it is blanked once the message is delivered.
     payload = models.JSONField()

@@ -1,4 +1,4 @@
-"""Admitting requests, billing finished jobs, and moving credits.
+"""Admitting requests, billing finished jobs and succeeded fine-tunes, and moving credits.
 
 Two races are settled in the database, not in Python:
 - Many requests of one account may finish at once. Each debit locks the
@@ -7,7 +7,10 @@ Two races are settled in the database, not in Python:
   constraint says so too). What it could not cover is written as `unpaid`.
 - A job's record may be written twice (a retried write, two processes). The
   Job's unique `public_id` and the ledger's unique (job, kind) refuse the second
-  write in the same transaction, so nobody is billed twice.
+  write in the same transaction, so nobody is billed twice. A fine-tune is billed
+  in the transaction whose compare-and-set marks it succeeded, which wins once;
+  the ledger's unique (fine_tune, kind) and the outbox's one row per fine-tune
+  would refuse a second billing anyway.
 """
 
 import time
@@ -21,6 +24,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from finetune.models import File, FineTuningJob
 from routing.auth import BYPASS_CALLER, Caller, billing_check
 from routing.errors import InsufficientQuota, Unauthorized
 from routing.models import ApiKey, Job
@@ -178,26 +182,29 @@ def job_cost(job: Job) -> int:
     return prices.cost(rates, prompt_tokens=job.prompt_tokens, completion_tokens=job.completion_tokens, images=job.images)
 
 
-def debit(*, account_id: int, job: Job, amount: int) -> int:
-    """Take up to `amount` from the account for `job`; returns what was taken."""
+def debit(*, account_id: int, amount: int, job: Job | None = None, fine_tune: FineTuningJob | None = None) -> int:
+    """Take up to `amount` from the account for `job` (or `fine_tune`); returns what was taken."""
     with transaction.atomic():
         balance = Account.objects.select_for_update().filter(pk=account_id).values_list("balance", flat=True).get()
         charged = min(amount, balance)
         Account.objects.filter(pk=account_id).update(balance=F("balance") - charged)
         LedgerEntry.objects.create(
-            account_id=account_id, job=job, kind=LedgerEntry.Kind.CHARGE, amount=-charged,
+            account_id=account_id, job=job, fine_tune=fine_tune, kind=LedgerEntry.Kind.CHARGE, amount=-charged,
             balance_after=balance - charged, unpaid=amount - charged,
         )
     return charged
 
 
-def credit(*, account_id: int, amount: int, kind: str, job: Job | None = None, note: str = "") -> LedgerEntry:
+def credit(
+    *, account_id: int, amount: int, kind: str, job: Job | None = None, fine_tune: FineTuningJob | None = None, note: str = ""
+) -> LedgerEntry:
     """Add credits to an account, with its ledger row (in the caller's transaction, or its own)."""
     with transaction.atomic():
         balance = Account.objects.select_for_update().filter(pk=account_id).values_list("balance", flat=True).get()
         Account.objects.filter(pk=account_id).update(balance=F("balance") + amount)
         return LedgerEntry.objects.create(
-            account_id=account_id, job=job, kind=kind, amount=amount, balance_after=balance + amount, note=note[:200]
+            account_id=account_id, job=job, fine_tune=fine_tune, kind=kind, amount=amount,
+            balance_after=balance + amount, note=note[:200],
         )
 
 
@@ -205,7 +212,7 @@ def top_up(*, account_id: int, amount: int, note: str = "") -> LedgerEntry:
     return credit(account_id=account_id, amount=amount, kind=LedgerEntry.Kind.TOP_UP, note=note)
 
 
-def worker_owner_account(*, job: Job) -> int | None:
+def worker_owner_account(*, job: Job | FineTuningJob) -> int | None:
     """The account that earns for the job's worker: the one whose API key is the
     worker's auth key, else one of its own, made on first earning."""
     owner_hash = job.worker.owner_key_hash if job.worker_id else ""
@@ -237,6 +244,72 @@ def complete_command(*, job: Job, bill_to: str) -> dict[str, Any]:
         },
         "duration": round(job.total_seconds, 3),
         "pay_worker": job.pay_worker,
+    }
+
+
+# --- Billing a fine-tune ---------------------------------------------------------------------
+
+
+def bill_fine_tune(*, job: FineTuningJob) -> bool:
+    """Charge whoever pays for a fine-tune that just succeeded, and pay its worker's
+    owner; call in the transaction that marks it succeeded.
+
+    Failed and cancelled fine-tunes are never billed. A second billing of the same
+    fine-tune is refused by the ledger's unique (fine-tune, kind) and the outbox's
+    one row per fine-tune. Returns True when a `complete` for the remote backend
+    was written to the outbox.
+    """
+    if job.status != FineTuningJob.Status.SUCCEEDED:
+        return False
+    if settings.BILLING_URL:
+        if not job.bill_to:
+            return False  # the bypass token, or billed already
+        OutboxMessage.objects.create(fine_tune=job, payload=fine_tune_complete_command(job=job), next_attempt_at=timezone.now())
+        job.bill_to = ""  # the outbox row holds it until delivered
+        job.save(update_fields=["bill_to"])
+        return True
+    account_id = ApiKey.objects.filter(pk=job.api_key_id).values_list("account_id", flat=True).first() if job.api_key_id else None
+    if account_id is None:
+        return False  # the bypass token, or a key without an account
+    charged = debit(account_id=account_id, fine_tune=job, amount=fine_tune_cost(job))
+    owner = worker_owner_account(job=job) if charged > 0 else None
+    earned = prices.worker_share(charged, settings.BILLING_WORKER_SHARE)
+    if owner is not None and earned > 0:
+        credit(account_id=owner, amount=earned, kind=LedgerEntry.Kind.EARNING, fine_tune=job)
+    return False
+
+
+def fine_tune_cost(job: FineTuningJob) -> int:
+    """Credits for one succeeded fine-tune: the `fine_tune` Price row's `per_request`
+    for the base model's size, else BILLING_PRICE_PER_FINE_TUNE."""
+    price = (
+        Price.objects.filter(kind=Price.Kind.FINE_TUNE, min_size__lte=job.model_size)
+        .order_by("-min_size")
+        .values_list("per_request", flat=True)
+        .first()
+    )
+    return settings.BILLING_PRICE_PER_FINE_TUNE if price is None else price
+
+
+def fine_tune_complete_command(*, job: FineTuningJob) -> dict[str, Any]:
+    """The `complete` of a fine-tune: what was trained, on which base model, for how long.
+
+    The worker reports no token counts; `usage` says how many examples were
+    trained for how many epochs (the original sent only `{"job": "fine_tune"}`).
+    """
+    examples = File.objects.filter(owner=job.owner, public_id=job.training_file).values_list("lines", flat=True).first()
+    seconds = (job.finished_at - job.started_at).total_seconds() if job.started_at and job.finished_at else 0.0
+    return {
+        "command": "complete",
+        "bill_to_token": job.bill_to,
+        "pay_to_lnurl": job.worker.payout_address if job.worker_id else "",
+        "job_id": job.public_id,
+        "kind": "fine_tune",
+        "model": job.model,
+        "model_size": job.model_size,
+        "usage": {"job": "fine_tune", "training_examples": examples or 0, "n_epochs": job.hyperparameters.get("n_epochs")},
+        "duration": round(seconds, 3),
+        "pay_worker": True,
     }
 
 

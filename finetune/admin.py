@@ -39,7 +39,8 @@ class FineTuningJobAdmin(admin.ModelAdmin):
     list_display = ("public_id", "owner", "model", "status", "worker", "attempts", "created_at", "finished_at")
     list_filter = ("status",)
     search_fields = ("public_id", "model", "fine_tuned_model", "owner")
-    readonly_fields = [f.name for f in FineTuningJob._meta.fields]
+    exclude = ("bill_to",)  # the caller's token, until the job is billed
+    readonly_fields = [f.name for f in FineTuningJob._meta.fields if f.name != "bill_to"]
     inlines = [ArtifactInline, CheckpointInline, EventInline]
 
 

@@ -8,7 +8,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 
-from routing.openapi import COMMON_ERRORS, ErrorEnvelope
+from routing.openapi import COMMON_ERRORS, INFERENCE_ERRORS, ErrorEnvelope
 
 from .serializers import FileUploadSerializer, JobCreateSerializer
 
@@ -156,7 +156,7 @@ file_content = extend_schema(
 )
 create_job = extend_schema(
     operation_id="createFineTuningJob", tags=["Fine-tuning"], request=JobCreateSerializer,
-    responses={200: Job, 400: BAD_REQUEST, 415: UNSUPPORTED, **COMMON_ERRORS},
+    responses={200: Job, 400: BAD_REQUEST, 415: UNSUPPORTED, 429: INFERENCE_ERRORS[429], **COMMON_ERRORS},
 )
 list_jobs = extend_schema(
     operation_id="listPaginatedFineTuningJobs", tags=["Fine-tuning"], parameters=_page_parameters(20),

@@ -15,6 +15,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from billing import services as billing
 from routing.errors import ApiError, InvalidRequest, NotFound
 from routing.model_names import model_size
 from workers.models import Connection
@@ -92,8 +93,10 @@ def _training_file(*, owner: str, file_id: str, param: str) -> File:
     return file
 
 
-def create_job(*, owner: str, data: dict, base_url: str) -> FineTuningJob:
-    """Queue a fine-tune for `owner`. `data` is JobCreateSerializer's output."""
+def create_job(*, owner: str, data: dict, base_url: str, api_key_id: int | None = None, bill_to: str = "") -> FineTuningJob:
+    """Queue a fine-tune for `owner`, paid by `api_key_id`'s account (or, with
+    BILLING_URL, by the token `bill_to`) when it succeeds. `data` is
+    JobCreateSerializer's output."""
     _training_file(owner=owner, file_id=data["training_file"], param="training_file")
     if data["validation_file"]:
         _training_file(owner=owner, file_id=data["validation_file"], param="validation_file")
@@ -114,6 +117,8 @@ def create_job(*, owner: str, data: dict, base_url: str) -> FineTuningJob:
             seed=data["seed"] if data.get("seed") is not None else random.randrange(2**31),
             gpu_filter=dict(data.get("gpu_filter") or {}),
             base_url=base_url,
+            api_key_id=api_key_id,
+            bill_to=bill_to,
             final_name=f"{storage.owner_folder(owner)}/{base}:{hyperparameters['q_level']}:{public_id}",
             status=Status.QUEUED,
         )
@@ -133,7 +138,8 @@ def cancel_job(*, owner: str, job_id: str) -> FineTuningJob:
         if job.status != Status.CANCELLED:
             job.status = Status.CANCELLED
             job.finished_at = timezone.now()
-            job.save(update_fields=["status", "finished_at"])
+            job.bill_to = ""  # a cancelled job is never billed
+            job.save(update_fields=["status", "finished_at", "bill_to"])
             add_event(job_pk=job.pk, message="Job cancelled.", level=JobEvent.Level.WARN)
     return job
 
@@ -335,7 +341,8 @@ def start_artifact(*, job_pk: int, runner: str, kind: str, storage_name: str, up
 
 
 def succeed(*, job_pk: int, runner: str, artifacts: list[tuple[int, str, int]]) -> bool:
-    """`done`: the artifacts (file pk, storage name, bytes) are complete in storage."""
+    """`done`: the artifacts (file pk, storage name, bytes) are complete in storage.
+    The job is billed in the same transaction (billing.services.bill_fine_tune)."""
     with transaction.atomic():
         job = FineTuningJob.objects.select_for_update().filter(pk=job_pk, runner=runner, status=Status.RUNNING).first()
         if job is None:
@@ -349,6 +356,7 @@ def succeed(*, job_pk: int, runner: str, artifacts: list[tuple[int, str, int]]) 
         job.save(update_fields=["status", "fine_tuned_model", "finished_at", "runner"])
         add_event(job_pk=job.pk, message=f"New fine-tuned model created: {job.fine_tuned_model}")
         add_event(job_pk=job.pk, message="The job has successfully completed.")
+        billing.bill_fine_tune(job=job)  # in this transaction: billed if and only if it succeeded
     return True
 
 
@@ -359,7 +367,7 @@ def fail(*, job_pk: int, runner: str, code: str, message: str) -> bool:
 def _finish(*, job_pk: int, runner: str, statuses: tuple[str, ...], status: str, code: str, message: str) -> bool:
     with transaction.atomic():
         won = FineTuningJob.objects.filter(pk=job_pk, runner=runner, status__in=statuses).update(
-            status=status, error_code=code, error_message=message[:4000], finished_at=timezone.now(), runner=""
+            status=status, error_code=code, error_message=message[:4000], finished_at=timezone.now(), runner="", bill_to=""
         )
         if won:
             add_event(job_pk=job_pk, message=f"Fine-tuning job failed: {message}", level=JobEvent.Level.ERROR)
@@ -393,7 +401,9 @@ def requeue_or_fail(*, job_pk: int, runner: str, reason: str, runner_seen_before
             add_event(job_pk=job_pk, message=f"{reason}; the job is queued again.", level=JobEvent.Level.WARN)
         else:
             message = f"{reason}, {attempts} times."
-            mine.update(status=Status.FAILED, runner="", error_code="coordinator_stopped", error_message=message, finished_at=timezone.now())
+            mine.update(
+                status=Status.FAILED, runner="", error_code="coordinator_stopped", error_message=message, finished_at=timezone.now(), bill_to=""
+            )
             add_event(job_pk=job_pk, message=f"Fine-tuning job failed: {message}", level=JobEvent.Level.ERROR)
     return True
 

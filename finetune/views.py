@@ -13,6 +13,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from billing import services as billing
 from routing.api_view import ApiView
 from routing.errors import json_error
 
@@ -104,7 +105,11 @@ class JobsView(ApiView):
     @openapi.create_job
     async def post(self, request):
         data = validated(JobCreateSerializer, request.data)
-        job = await sync_to_async(services.create_job)(owner=owner(request), data=data, base_url=request.build_absolute_uri("/"))
+        await billing.admit(request.user)  # 429 without credit (or over the rate), as for inference
+        job = await sync_to_async(services.create_job)(
+            owner=owner(request), data=data, base_url=request.build_absolute_uri("/"),
+            api_key_id=request.user.api_key_id, bill_to=request.user.bill_to,
+        )
         scheduler.kick()
         return Response(await sync_to_async(selectors.get_job)(owner=job.owner, job_id=job.public_id))
 

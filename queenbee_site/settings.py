@@ -414,6 +414,9 @@ BILLING_PRICE_PER_REQUEST = env.int("BILLING_PRICE_PER_REQUEST", default=1)
 BILLING_PRICE_PER_1K_PROMPT_TOKENS = env.int("BILLING_PRICE_PER_1K_PROMPT_TOKENS", default=1)
 BILLING_PRICE_PER_1K_COMPLETION_TOKENS = env.int("BILLING_PRICE_PER_1K_COMPLETION_TOKENS", default=4)
 BILLING_PRICE_PER_IMAGE = env.int("BILLING_PRICE_PER_IMAGE", default=20)
+# A succeeded fine-tune, whatever its length (the worker reports no token counts);
+# hours of a GPU, against a few credits for a chat request.
+BILLING_PRICE_PER_FINE_TUNE = env.int("BILLING_PRICE_PER_FINE_TUNE", default=500)
 # Share of what a caller paid that goes to the worker's owner (the original's
 # companion backend paid 6 of 8 sats).
 BILLING_WORKER_SHARE = env.float("BILLING_WORKER_SHARE", default=0.75)

@@ -10,7 +10,7 @@ from billing import services
 from billing.models import Account, LedgerEntry
 from billing.tests.billing_server import BillingServer
 from conftest import wait_for
-from finetune.tests.conftest import local_env
+from finetune.tests.conftest import start_ft_worker  # noqa: F401 (a fixture)
 from routing.models import ApiKey, Job, hash_key
 from testkit.server import QueenProcess, free_port
 
@@ -78,9 +78,10 @@ def billing_server():
 
 @pytest.fixture(scope="package")
 def remote_queen(server_env, billing_server, tmp_path_factory):
-    """A server billing through `billing_server`, that also runs fine-tunes quickly."""
+    """A server billing through `billing_server`; fine-tunes keep their files in a folder of its own."""
     env = {
-        **local_env(server_env, tmp_path_factory.mktemp("remote-media")),
+        **server_env,
+        "MEDIA_ROOT": str(tmp_path_factory.mktemp("remote-media")),
         "BILLING_URL": billing_server.url,
         "BILLING_SECRET": BILLING_SECRET,
         # Long enough for a request during the outage to be admitted on the cached answer.
@@ -92,5 +93,17 @@ def remote_queen(server_env, billing_server, tmp_path_factory):
         "LOG_LEVEL": "DEBUG",
     }
     process = QueenProcess(env, name="test-billing-queen").start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="package")
+def fine_tune_queen(server_env, tmp_path_factory):
+    """A server of local accounts whose fine-tunes keep their files in a folder of its own.
+
+    Package-scoped, like `remote_queen`: both stop before other apps' tests, so their
+    heartbeats do not load the shared SQLite file while those run.
+    """
+    process = QueenProcess({**server_env, "MEDIA_ROOT": str(tmp_path_factory.mktemp("billing-media"))}, name="billing-fine-tunes").start()
     yield process
     process.stop()

@@ -90,6 +90,12 @@ def test_a_token_the_backend_knows_reaches_every_endpoint_even_without_funds(rem
         uploaded = call(remote_queen, token, "POST", "/v1/files", UPLOAD)
         assert uploaded.status_code == 200, uploaded.text
         assert [f["id"] for f in call(remote_queen, token, "GET", "/v1/files", {}).json()["data"]] == [uploaded.json()["id"]]
+    # Work that costs money is refused to the one without funds, before anything starts.
+    file_id = call(remote_queen, broke, "GET", "/v1/files", {}).json()["data"][0]["id"]
+    body = {"model": BASE_MODEL, "training_file": file_id, "gpu_filter": {"pubkey": "no-such-worker"}}
+    error = error_of(call(remote_queen, broke, "POST", "/v1/fine_tuning/jobs", {"json": body}), 429)
+    assert error["code"] == "insufficient_quota"
+    assert call(remote_queen, broke, "GET", "/v1/fine_tuning/jobs", {}).json()["data"] == []
 
 
 def test_our_own_keys_are_not_asked_about_at_authentication(remote_queen, billing_server, db_access):
