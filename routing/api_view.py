@@ -10,6 +10,9 @@ or raises its error, and DRF renders it as it renders any other.
 """
 
 from adrf.views import APIView
+from django.http import HttpResponse
+from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response
 
 from .auth import RESOLVED, ApiKeyAuthentication, resolve
 
@@ -20,4 +23,19 @@ class ApiView(APIView):
     async def async_dispatch(self, request, *args, **kwargs):
         if any(issubclass(cls, ApiKeyAuthentication) for cls in self.authentication_classes):
             setattr(request, RESOLVED, await resolve(request))
-        return await super().async_dispatch(request, *args, **kwargs)
+        return rendered(await super().async_dispatch(request, *args, **kwargs))
+
+
+def rendered(response):
+    """A JSON Response rendered here, on the loop, as a plain HttpResponse.
+
+    Django renders any response that has a `render` method through
+    sync_to_async: a thread hop per request to serialise a dict (bench/RESULTS.md).
+    JSON rendering does no I/O, so it is done here and the handler sees a
+    response with nothing left to render. Other renderers (the schema's) keep
+    Django's way.
+    """
+    if not isinstance(response, Response) or not isinstance(getattr(response, "accepted_renderer", None), JSONRenderer):
+        return response
+    response.render()
+    return HttpResponse(response.content, status=response.status_code, headers=response.headers)

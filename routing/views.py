@@ -11,13 +11,11 @@ from finetune.services import owner_of
 from . import openapi, selectors, services
 from .api_view import ApiView
 from .errors import NotFound
-from .serializers import ChatCompletionSerializer, CompletionSerializer, EmbeddingsSerializer, ImagesSerializer
+from .serializers import ChatCompletionSerializer, CompletionSerializer, EmbeddingsSerializer, ImagesSerializer, validate
 
 
 def validated(serializer_class, request) -> dict:
-    serializer = serializer_class(data=request.data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
+    return validate(serializer_class, request.data)
 
 
 def event_stream(events) -> StreamingHttpResponse:
