@@ -6,11 +6,18 @@ would die and leave its Connection row behind, free and pointing at a channel
 nobody reads. Here the receive retries until the layer is back, and `disconnect()`
 runs however the consumer ends. The process also keeps the set of its live
 consumer channels, so its heartbeat can delete rows that outlived them.
+
+It also dispatches without Channels' `aclose_old_connections()` before every
+message: that is a thread hop per worker frame and per channel message (a
+32-chunk stream paid 60-odd), while every database call of the consumer runs
+through `database_sync_to_async` or `on_db_threads`, which close stale
+connections themselves on the thread that holds them.
 """
 
 import asyncio
 import logging
 
+from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from .liveness import registry
@@ -45,6 +52,12 @@ class ResilientConsumer(AsyncWebsocketConsumer):
     @channel_receive.setter
     def channel_receive(self, receive) -> None:  # set by channels in __call__
         self._channel_receive = _retrying(receive)
+
+    async def dispatch(self, message):
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def __call__(self, scope, receive, send):
         try:
