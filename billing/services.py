@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from finetune.models import File, FineTuningJob
+from queenbee_site.db import on_db_threads
 from routing.auth import BYPASS_CALLER, Caller, billing_check
 from routing.errors import InsufficientQuota, Unauthorized
 from routing.models import ApiKey, Job
@@ -79,7 +79,7 @@ async def _facts(caller: Caller) -> KeyFacts:
     hit = _facts_cache.get(caller.api_key_id)
     if hit and hit[0] > now:
         return hit[1]
-    facts = await database_sync_to_async(key_facts)(api_key_id=caller.api_key_id)
+    facts = await _key_facts(api_key_id=caller.api_key_id)
     if len(_facts_cache) > 10_000:
         _facts_cache.clear()
     _facts_cache[caller.api_key_id] = (now + KEY_FACTS_SECONDS, facts)
@@ -128,7 +128,7 @@ release_stream_slot = limits.release_stream_slot
 
 async def record_job_and_bill(*, fields: dict[str, Any], bill_to: str = "") -> Job:
     """Write a job's record and its billing in one transaction (see `record_and_bill`)."""
-    job, queued = await database_sync_to_async(record_and_bill)(fields=fields, bill_to=bill_to)
+    job, queued = await _record_and_bill(fields=fields, bill_to=bill_to)
     if queued:
         outbox.ensure_delivery(wake=True)
     return job
@@ -326,3 +326,9 @@ def retry_outbox_now(*, ids: list[int]) -> int:
     return OutboxMessage.objects.filter(pk__in=ids).exclude(state=OutboxMessage.State.DELIVERED).update(
         state=OutboxMessage.State.PENDING, next_attempt_at=timezone.now() - timedelta(seconds=1), claimed_until=None
     )
+
+
+# The request path's database calls, on the shared database threads (queenbee_site/db.py):
+# no new thread and database connection per request.
+_key_facts = on_db_threads(key_facts)
+_record_and_bill = on_db_threads(record_and_bill)
