@@ -200,9 +200,9 @@ def stop_all(procs) -> None:
             p.wait(30)
 
 
-def run_floor(name: str, app: str, env: dict, seconds: float) -> dict:
+def run_floor(name: str, app: str, env: dict, seconds: float, server: str = "daphne") -> dict:
     say(f"floor: {name}")
-    server = QueenProcess({**SERVER_ENV, **env}, name=f"bench-{name}", app=app, ready_path="/ready").start()
+    server = QueenProcess({**SERVER_ENV, **env}, name=f"bench-{name}", app=app, ready_path="/ready", server=server).start()
     results: dict = {}
     try:
         standard_phases([server.url], [server.proc.pid], seconds, results)
@@ -239,10 +239,10 @@ def migrate(env: dict) -> None:
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=full, check=True)
 
 
-def run_queenbee(name: str, env: dict, processes: int, seconds: float, scale: list[int]) -> dict:
+def run_queenbee(name: str, env: dict, processes: int, seconds: float, scale: list[int], server: str = "daphne") -> dict:
     say(f"queenbee: {name}, {processes} process(es)")
     env = {**SERVER_ENV, **env, "DJANGO_SETTINGS_MODULE": "queenbee_site.settings"}
-    servers = [QueenProcess(env, name=f"bench-{name}-{i}").start() for i in range(processes)]
+    servers = [QueenProcess(env, name=f"bench-{name}-{i}", server=server).start() for i in range(processes)]
     urls, ws_urls, pids = [s.url for s in servers], [s.ws_url for s in servers], [s.proc.pid for s in servers]
     results: dict = {}
     swarms: list = []
@@ -345,18 +345,19 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each throughput phase")
     parser.add_argument("--scale", default="1000,5000,10000", help="idle worker counts on the embedded default ('' to skip)")
     parser.add_argument("--cluster-scale", default="", help="idle worker counts on PostgreSQL + Redis (off by default: time)")
+    parser.add_argument("--server", default="daphne", choices=["daphne", "uvicorn"], help="ASGI server for every process (uvicorn: with uvloop and httptools)")
     parser.add_argument("--json", default=str(ROOT / "tmp" / "bench-results.json"))
     args = parser.parse_args()
     configs = args.configs.split(",")
     scale = [int(n) for n in args.scale.split(",") if n]
     results: dict = {}
     if "floors" in configs:
-        results["bare"] = run_floor("bare", "bench.floor_asgi:application", {}, args.seconds)
-        results["django"] = run_floor("django", "bench.floor_django_asgi:application", {}, args.seconds)
+        results["bare"] = run_floor("bare", "bench.floor_asgi:application", {}, args.seconds, args.server)
+        results["django"] = run_floor("django", "bench.floor_django_asgi:application", {}, args.seconds, args.server)
     if "embedded" in configs:
-        results["embedded"] = run_queenbee("embedded", prepare_embedded(), 1, args.seconds, scale)
+        results["embedded"] = run_queenbee("embedded", prepare_embedded(), 1, args.seconds, scale, args.server)
     if "cluster" in configs:
-        results["cluster"] = run_queenbee("cluster", prepare_cluster(), 2, args.seconds, [int(n) for n in args.cluster_scale.split(",") if n])
+        results["cluster"] = run_queenbee("cluster", prepare_cluster(), 2, args.seconds, [int(n) for n in args.cluster_scale.split(",") if n], args.server)
     Path(args.json).parent.mkdir(exist_ok=True)
     Path(args.json).write_text(json.dumps(results, indent=1))
     print(table(results))

@@ -42,10 +42,24 @@ def database_url(db_settings: dict) -> str:
     return f"postgres://{user}{password}@{host}:{port}/{db_settings['NAME']}"
 
 
-class QueenProcess:
-    """One daphne process serving queenbee_site.asgi on a free port."""
+def server_command(server: str, port: int, app: str) -> list[str]:
+    """The command line of an ASGI server: daphne (the default), or uvicorn with
+    uvloop and httptools (README "Production")."""
+    if server == "daphne":
+        return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app]
+    if server == "uvicorn":
+        return [
+            sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop",
+            "--http", "httptools", "--ws", "websockets", "--no-access-log", "--lifespan", "off", app,
+        ]
+    raise ValueError(f"unknown ASGI server {server!r}")
 
-    def __init__(self, env: dict[str, str], *, name: str, port: int | None = None, app: str = "queenbee_site.asgi:application", ready_path: str = "/worker/stats"):
+
+class QueenProcess:
+    """One ASGI server process (daphne unless told otherwise) serving queenbee_site.asgi on a free port."""
+
+    def __init__(self, env: dict[str, str], *, name: str, port: int | None = None, app: str = "queenbee_site.asgi:application", ready_path: str = "/worker/stats", server: str = "daphne"):
+        self.server = server
         self.port = port or free_port()
         self.app = app
         self.ready_path = ready_path
@@ -66,7 +80,7 @@ class QueenProcess:
         self.log_path.parent.mkdir(exist_ok=True)
         log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), self.app],
+            server_command(self.server, self.port, self.app),
             cwd=ROOT,
             env=self.env,
             stdout=log,
