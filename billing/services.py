@@ -126,14 +126,6 @@ release_stream_slot = limits.release_stream_slot
 # --- Billing a finished job -----------------------------------------------------------------
 
 
-async def record_job_and_bill(*, fields: dict[str, Any], bill_to: str = "") -> Job:
-    """Write a job's record and its billing in one transaction (see `record_and_bill`)."""
-    job, queued = await _record_and_bill(fields=fields, bill_to=bill_to)
-    if queued:
-        outbox.ensure_delivery(wake=True)
-    return job
-
-
 def record_and_bill(*, fields: dict[str, Any], bill_to: str = "") -> tuple[Job, bool]:
     """Insert the Job row and bill it, atomically. Returns (job, whether an outbox message was written)."""
     with transaction.atomic():
@@ -331,4 +323,3 @@ def retry_outbox_now(*, ids: list[int]) -> int:
 # The request path's database calls, on the shared database threads (queenbee_site/db.py):
 # no new thread and database connection per request.
 _key_facts = on_db_threads(key_facts)
-_record_and_bill = on_db_threads(record_and_bill)

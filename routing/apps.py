@@ -7,7 +7,10 @@ class RoutingConfig(AppConfig):
 
     def ready(self) -> None:
         from queenbee_site import db
+        from workers.liveness import registry
 
         from . import checks  # noqa: F401  (registers the system checks)
+        from .recorder import recorder
 
         db.install()
+        registry.drain_hooks.append(recorder.drained)  # SIGTERM: write the last jobs first

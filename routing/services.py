@@ -22,14 +22,14 @@ from django.utils import timezone
 
 from billing import services as billing
 from queenbee_site import observe
-from queenbee_site.db import on_db_threads
-from stats.services import Failure, JobOutcome, Recorded, record_outcome
+from stats.services import Failure, JobOutcome
 from workers.dispatch import AllBusy, FrameTimeout, JobHandle, LayerDown, Timeouts, WorkerGone, claim_job
 from workers.services import Need, NoWorkerFits
 
 from .auth import Caller
 from .errors import ApiError, ChannelLayerDown, InvalidRequest, NoWorkerAvailable, WorkerFailed, WorkerTimedOut
 from .model_names import IMAGE_SIZE, ModelName, parse_model
+from .recorder import FinishedJob, recorder
 from .models import Job
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,6 @@ AMBIGUOUS_MODEL_MARKERS = ("Multiple files match", "specify a better filter")
 MISSING_MODEL_MARKERS = ("Can't find gguf",)
 
 _background: set[asyncio.Task] = set()
-_record_outcome = on_db_threads(record_outcome)
 
 
 def in_background(coro) -> None:
@@ -181,7 +180,7 @@ async def open_job(spec: JobSpec, *, prefix: str) -> OpenedJob:
                 await handle.abandon()
             return OpenedJob(spec, handle, frames, first, attempt, f"{prefix}-{handle.job_id}", int(time.time()))
         await handle.abandon()
-        in_background(record_job(spec=spec, handle=handle, public_id=f"{prefix}-{handle.job_id}", status=Job.Status.FAILED, error=last_error.message, attempts=attempt, failure=failure))
+        record_job(spec=spec, handle=handle, public_id=f"{prefix}-{handle.job_id}", status=Job.Status.FAILED, error=last_error.message, attempts=attempt, failure=failure)
         if isinstance(last_error, InvalidRequest) and any(m in last_error.message for m in AMBIGUOUS_MODEL_MARKERS):
             raise last_error
         failed_workers.add(handle.claim.worker_id)
@@ -220,58 +219,49 @@ def failure_of(exc: BaseException) -> str:
 STATS_KINDS = {Job.Kind.CHAT: "text", Job.Kind.EMBEDDINGS: "embeddings", Job.Kind.IMAGES: "image"}
 
 
-async def record_job(*, spec: JobSpec, handle: JobHandle, public_id: str, status: str, error: str = "", attempts: int = 1, usage: Usage | None = None, images: int = 0, failure: str = "") -> None:
+def record_job(*, spec: JobSpec, handle: JobHandle, public_id: str, status: str, error: str = "", attempts: int = 1, usage: Usage | None = None, images: int = 0, failure: str = "") -> None:
+    """Log the finished job and hand its stats, record and charges to the batch writer."""
     usage = usage or Usage()
     observe.job_recorded(spec=spec, handle=handle, public_id=public_id, status=status, error=error, attempts=attempts, usage=usage)
     now = time.monotonic()
-    recorded = Recorded()
+    first_token = (handle.first_frame_at - handle.started_at) if handle.first_frame_at else None
+    outcome = None
     if status != Job.Status.CANCELLED:  # a caller leaving says nothing about the worker
-        try:
-            recorded = await _record_outcome(worker_id=handle.claim.worker_id, outcome=JobOutcome(
-                public_id=public_id,
-                kind=STATS_KINDS[spec.kind],
-                size=spec.need.size,
-                succeeded=status == Job.Status.SUCCEEDED,
-                failure=failure,
-                started_at=timezone.now() - timedelta(seconds=now - handle.started_at),
-                seconds=now - handle.started_at,
-                stream=spec.stream,
-                prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens,
-                images=images,
-                first_token_seconds=(handle.first_frame_at - handle.started_at) if handle.first_frame_at else None,
-                already_loaded=handle.claim.already_loaded,
-            ))
-        except Exception:
-            log.exception("could not record stats of job %s", public_id)
-    try:
-        # One transaction with the job's charges (billing/services.py); run through
-        # database_sync_to_async, which hands the thread's connection back to the pool.
-        await billing.record_job_and_bill(bill_to=spec.caller.bill_to, fields=dict(
+        outcome = JobOutcome(
             public_id=public_id,
-            kind=spec.kind,
-            model=spec.model.name,
-            model_size=spec.need.size,
+            kind=STATS_KINDS[spec.kind],
+            size=spec.need.size,
+            succeeded=status == Job.Status.SUCCEEDED,
+            failure=failure,
+            started_at=timezone.now() - timedelta(seconds=now - handle.started_at),
+            seconds=now - handle.started_at,
             stream=spec.stream,
-            api_key_id=spec.caller.api_key_id,
-            caller=spec.caller.label,
-            worker_id=handle.claim.worker_id,
-            status=status,
-            error=error,
-            attempts=attempts,
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
-            usage_estimated=usage.estimated,
             images=images,
-            queue_seconds=handle.queue_seconds,
-            first_token_seconds=(handle.first_frame_at - handle.started_at) if handle.first_frame_at else None,
-            total_seconds=now - handle.started_at,
-            proof_of_work=recorded.proof_of_work,
-            charge_caller=not recorded.proof_of_work,
-            pay_worker=not recorded.proof_of_work,
-        ))
-    except Exception:  # the answer was delivered; a lost record must not break it
-        log.exception("could not record job %s", public_id)
+            first_token_seconds=first_token,
+            already_loaded=handle.claim.already_loaded,
+        )
+    recorder.record(FinishedJob(worker_id=handle.claim.worker_id, outcome=outcome, bill_to=spec.caller.bill_to, fields=dict(
+        public_id=public_id,
+        kind=spec.kind,
+        model=spec.model.name,
+        model_size=spec.need.size,
+        stream=spec.stream,
+        api_key_id=spec.caller.api_key_id,
+        caller=spec.caller.label,
+        worker_id=handle.claim.worker_id,
+        status=status,
+        error=error,
+        attempts=attempts,
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        usage_estimated=usage.estimated,
+        images=images,
+        queue_seconds=handle.queue_seconds,
+        first_token_seconds=first_token,
+        total_seconds=now - handle.started_at,
+    )))
 
 
 # --- Usage ------------------------------------------------------------------------------
@@ -347,9 +337,9 @@ async def complete(*, spec: JobSpec, prefix: str, object_name: str) -> dict[str,
     try:
         reply, usage = shape_completion(job.first, job, object_name=object_name)
     except ApiError as exc:
-        in_background(record_job(spec=spec, handle=job.handle, public_id=job.public_id, status=Job.Status.FAILED, error=exc.message, attempts=job.attempts, failure=failure_of(exc)))
+        record_job(spec=spec, handle=job.handle, public_id=job.public_id, status=Job.Status.FAILED, error=exc.message, attempts=job.attempts, failure=failure_of(exc))
         raise
-    in_background(record_job(spec=spec, handle=job.handle, public_id=job.public_id, status=Job.Status.SUCCEEDED, attempts=job.attempts, usage=usage))
+    record_job(spec=spec, handle=job.handle, public_id=job.public_id, status=Job.Status.SUCCEEDED, attempts=job.attempts, usage=usage)
     return reply
 
 
@@ -427,7 +417,7 @@ async def _relay(job: OpenedJob, relay: StreamRelay, slot: str | None = None) ->
 async def _finish(job: OpenedJob, *, status: str, error: str, usage: Usage, failure: str = "", slot: str | None = None) -> None:
     await billing.release_stream_slot(slot)
     await job.handle.abandon()
-    await record_job(spec=job.spec, handle=job.handle, public_id=job.public_id, status=status, error=error, attempts=job.attempts, usage=usage, failure=failure)
+    record_job(spec=job.spec, handle=job.handle, public_id=job.public_id, status=status, error=error, attempts=job.attempts, usage=usage, failure=failure)
 
 
 # --- Embeddings and images ------------------------------------------------------------------
@@ -444,10 +434,10 @@ async def embeddings(*, spec: JobSpec) -> dict[str, Any]:
     reply = job.first
     data = reply.get("data")
     if not isinstance(data, list) or not all(isinstance(d, dict) and "embedding" in d for d in data):
-        in_background(record_job(spec=spec, handle=job.handle, public_id=job.public_id, status=Job.Status.FAILED, error="malformed embeddings reply", attempts=job.attempts, failure=Failure.GARBAGE))
+        record_job(spec=spec, handle=job.handle, public_id=job.public_id, status=Job.Status.FAILED, error="malformed embeddings reply", attempts=job.attempts, failure=Failure.GARBAGE)
         raise MalformedReply("The worker sent a malformed embeddings reply.")
     usage = usage_from(reply) or Usage(estimate_prompt_tokens(spec.payload), 0, estimated=True)
-    in_background(record_job(spec=spec, handle=job.handle, public_id=job.public_id, status=Job.Status.SUCCEEDED, attempts=job.attempts, usage=usage))
+    record_job(spec=spec, handle=job.handle, public_id=job.public_id, status=Job.Status.SUCCEEDED, attempts=job.attempts, usage=usage)
     return {
         "object": "list",
         "data": [{"object": "embedding", "index": d.get("index", i), "embedding": d["embedding"]} for i, d in enumerate(data)],
@@ -465,9 +455,9 @@ async def images(*, spec: JobSpec) -> dict[str, Any]:
     reply = job.first
     data = reply.get("data")
     if not isinstance(data, list) or not all(isinstance(d, dict) and ("b64_json" in d or "url" in d) for d in data):
-        in_background(record_job(spec=spec, handle=job.handle, public_id=job.public_id, status=Job.Status.FAILED, error="malformed images reply", attempts=job.attempts, failure=Failure.GARBAGE))
+        record_job(spec=spec, handle=job.handle, public_id=job.public_id, status=Job.Status.FAILED, error="malformed images reply", attempts=job.attempts, failure=Failure.GARBAGE)
         raise MalformedReply("The worker sent a malformed images reply.")
-    in_background(record_job(spec=spec, handle=job.handle, public_id=job.public_id, status=Job.Status.SUCCEEDED, attempts=job.attempts, images=len(data)))
+    record_job(spec=spec, handle=job.handle, public_id=job.public_id, status=Job.Status.SUCCEEDED, attempts=job.attempts, images=len(data))
     created = reply.get("created") if isinstance(reply.get("created"), int) else job.created
     return {"created": created, "data": data}
 

@@ -117,6 +117,9 @@ class ProcessRegistry:
         self._lock = asyncio.Lock()
         self._task: asyncio.Task | None = None
         self._signals_installed = False
+        # Awaited by the SIGTERM drain once the running jobs are done (the
+        # routing app's batch writer registers its own here).
+        self.drain_hooks: list = []
 
     async def ensure(self) -> int:
         self.install_signal_handlers()
@@ -166,6 +169,12 @@ class ProcessRegistry:
         deadline = time.monotonic() + settings.SHUTDOWN_GRACE
         while self.active_jobs > 0 and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
+        for hook in self.drain_hooks:
+            try:
+                async with asyncio.timeout(max(deadline - time.monotonic(), 1.0)):
+                    await hook()
+            except Exception:
+                log.exception("a drain hook failed")
         if self.process_id is not None:
             await get_channel_layer().group_send(
                 events.process_group(self.process_id), events.close(code=1001, reason="coordinator going away")
