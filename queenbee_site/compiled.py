@@ -21,6 +21,7 @@ from collections.abc import Callable, Hashable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.core.exceptions import EmptyResultSet
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import QuerySet
 
@@ -82,7 +83,12 @@ def run(key: Hashable, build: Callable[..., QuerySet], **args: Any) -> list[tupl
     full_key = (connections[DEFAULT_DB_ALIAS].vendor, key, tuple(args))
     query = _cache.get(full_key)
     if query is None:
-        query = CompiledQuery(build, args)
+        try:
+            query = CompiledQuery(build, args)
+        except EmptyResultSet:
+            # Django found the filter can match nothing (a value out of its
+            # column's range) and has no SQL for it: the ORM answers [] itself.
+            return list(build(**args))
         with _lock:
             if len(_cache) >= MAX_SHAPES:
                 _cache.clear()

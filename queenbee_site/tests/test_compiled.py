@@ -51,3 +51,10 @@ def test_each_run_uses_its_own_arguments_and_the_orms_converters(rows):
 def test_an_argument_the_query_does_not_use_is_refused(rows):
     with pytest.raises(ValueError, match="'unused'"):
         compiled.run("test-unused", lambda now, unused: Connection.objects.filter(process__expires_at__gte=now), now=timezone.now(), unused=3)
+
+
+def test_a_filter_django_knows_to_be_empty_returns_no_rows(rows):
+    # A value beyond the column's range: Django has no SQL for it (EmptyResultSet), the ORM says [].
+    huge = 10**30
+    build = lambda now: Connection.objects.filter(process__expires_at__gte=now, ram_bytes=huge).values_list("pk")  # noqa: E731
+    assert compiled.run(("test-huge", huge), build, now=timezone.now()) == []

@@ -189,3 +189,11 @@ def test_a_model_no_worker_has_is_a_400(start_worker, client):
     with pytest.raises(openai.BadRequestError) as raised:
         client.chat.completions.create(model=MODEL, messages=HI, extra_body={"gpu_filter": {"pubkey": worker.pubkey}})
     assert raised.value.body["code"] == "model_not_found"
+
+
+def test_a_model_too_large_for_any_column_is_no_worker_fits_not_a_500(start_worker, client):
+    start_worker()
+    with pytest.raises(openai.InternalServerError) as raised:
+        client.chat.completions.create(model="someone/giant-100000000000000B-GGUF:Q4_K_M", messages=HI)
+    assert raised.value.status_code == 503
+    assert raised.value.body["code"] == "no_worker_fits"
