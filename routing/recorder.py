@@ -4,7 +4,8 @@ Each finished job used to cost two transactions of its own (its stats outcome,
 then its Job row with its ledger rows) and two thread hops. Now `record()` puts
 it on a per-process list and one writer task writes what has gathered in one
 call on a database thread. While it writes, the next batch gathers; an idle
-process writes a job at once (no timer, nothing waits for a batch to fill).
+process writes a job at once (no timer, nothing waits for a batch to fill). On
+PostgreSQL several batches are written at once (`max_writers`).
 
 On SQLite the whole batch is one transaction (SQLite has one writer at a time
 anyway, and a commit is what costs). On PostgreSQL each job keeps its own
@@ -15,8 +16,10 @@ savepoint or transaction, so one bad record (a duplicate `public_id`) loses
 nothing else, and the promises of billing/services.py (a job billed at most
 once, in the transaction of its record) hold as before.
 
-A process killed mid-write loses that batch's records, as it lost in-flight
-background writes before; a SIGTERM drain waits for the writer (`drained()`).
+A batch whose transaction fails as a whole is written again a few times before
+its records are given up (and named in the log). A process killed mid-write
+loses what it had not written, as it lost in-flight background writes before; a
+SIGTERM drain waits for the writers (`drained()`).
 """
 
 import asyncio
@@ -25,6 +28,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
 
 from billing import outbox
@@ -35,7 +39,13 @@ from stats.services import JobOutcome, Recorded, record_outcome
 log = logging.getLogger(__name__)
 
 # Jobs written per database call, at most: a long batch holds SQLite's write lock.
-MAX_BATCH = 200
+MAX_BATCH = 50
+# A batch whose transaction fails is tried again this many times, after pauses
+# doubling from RETRY_PAUSE (a database back within ~4 s loses nothing).
+RETRIES = 3
+RETRY_PAUSE = 0.5
+# Finished jobs waiting to be written, above which the log says so.
+BACKLOG_WARNING = 10_000
 
 
 @dataclass
@@ -75,29 +85,51 @@ def _write(job: FinishedJob) -> bool:
 _write_batch = on_db_threads(write_batch)
 
 
+def max_writers() -> int:
+    """Batches written at once: one on SQLite (one writer at a time anyway); on
+    PostgreSQL, where each job is its own transaction and a round trip, several,
+    so recording keeps up with a busy process."""
+    return 1 if connection.vendor == "sqlite" else max(1, settings.DB_THREADS // 2)
+
+
 class Recorder:
     def __init__(self):
         self.pending: list[FinishedJob] = []
-        self.writer: asyncio.Task | None = None
+        self.writers: set[asyncio.Task] = set()
 
     def record(self, job: FinishedJob) -> None:
         self.pending.append(job)
-        if self.writer is None or self.writer.done():
-            self.writer = asyncio.get_running_loop().create_task(self._write_all())
+        if len(self.pending) == BACKLOG_WARNING:
+            log.warning("%d finished jobs are waiting to be recorded: the database is slow or down", BACKLOG_WARNING)
+        self.writers = {w for w in self.writers if not w.done()}
+        if len(self.writers) < max_writers():
+            self.writers.add(asyncio.get_running_loop().create_task(self._write_all()))
 
     async def _write_all(self) -> None:
         while self.pending:
             batch, self.pending = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
+            await self._write(batch)
+
+    async def _write(self, batch: list[FinishedJob]) -> None:
+        for attempt in range(RETRIES + 1):
             try:
                 if await _write_batch(batch):
                     outbox.ensure_delivery(wake=True)
-            except Exception:  # the database is down: these records are lost, say which
-                log.exception("could not record %d jobs: %s", len(batch), ", ".join(j.fields["public_id"] for j in batch))
+                return
+            except Exception:
+                # The batch's transaction failed as a whole (SQLite: BEGIN or COMMIT;
+                # each job's own errors are caught inside), so nothing of it was
+                # written and it can be written again.
+                if attempt == RETRIES:
+                    log.exception("could not record %d jobs: %s", len(batch), ", ".join(j.fields["public_id"] for j in batch))
+                    return
+                log.warning("could not record %d jobs (attempt %d); retrying", len(batch), attempt + 1, exc_info=True)
+                await asyncio.sleep(RETRY_PAUSE * 2**attempt)
 
     async def drained(self) -> None:
         """Wait until every job recorded so far is written."""
-        while self.writer is not None and not self.writer.done():
-            await asyncio.shield(self.writer)
+        while writers := [w for w in self.writers if not w.done()]:
+            await asyncio.gather(*writers, return_exceptions=True)
 
 
 recorder = Recorder()

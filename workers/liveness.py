@@ -169,12 +169,7 @@ class ProcessRegistry:
         deadline = time.monotonic() + settings.SHUTDOWN_GRACE
         while self.active_jobs > 0 and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        for hook in self.drain_hooks:
-            try:
-                async with asyncio.timeout(max(deadline - time.monotonic(), 1.0)):
-                    await hook()
-            except Exception:
-                log.exception("a drain hook failed")
+        await self._run_drain_hooks(deadline)
         if self.process_id is not None:
             await get_channel_layer().group_send(
                 events.process_group(self.process_id), events.close(code=1001, reason="coordinator going away")
@@ -184,9 +179,20 @@ class ProcessRegistry:
             while time.monotonic() < deadline and await database_sync_to_async(has_connections)(process_id=self.process_id):
                 await asyncio.sleep(0.05)
             await database_sync_to_async(stop_process)(process_id=self.process_id, remove=True)
+        # Again: jobs that ended after the first run (a caller's job abandoned as
+        # the count reached 0, or past the grace) have records to write too.
+        await self._run_drain_hooks(time.monotonic() + CLOSE_WAIT)
         from twisted.internet import reactor
 
         reactor.stop()
+
+    async def _run_drain_hooks(self, deadline: float) -> None:
+        for hook in self.drain_hooks:
+            try:
+                async with asyncio.timeout(max(deadline - time.monotonic(), 1.0)):
+                    await hook()
+            except Exception:
+                log.exception("a drain hook failed")
 
     async def forget(self, old: int) -> None:
         """Our row was swept (we stalled past the grace period), so our connection

@@ -1,11 +1,14 @@
 """The batch writer: one bad record in a batch loses nothing else, and stats and
 charges are written with each job as before."""
 
+import asyncio
 from datetime import timedelta
 
 import pytest
+from django.db import OperationalError
 from django.utils import timezone
 
+from routing import recorder as recorder_module
 from routing.models import Job
 from routing.recorder import FinishedJob, write_batch
 from stats.models import WorkerStats
@@ -46,3 +49,28 @@ def test_a_duplicate_record_loses_nothing_else_of_its_batch():
     proof = Job.objects.get(public_id="chatcmpl-1")
     assert proof.proof_of_work and not proof.charge_caller
     assert not Job.objects.get(public_id="chatcmpl-2").proof_of_work
+
+
+def test_a_batch_whose_transaction_fails_is_written_again(monkeypatch):
+    worker = Worker.objects.create(identity="retry-worker")
+    attempts = []
+    real = recorder_module._write_batch
+
+    async def fails_once(batch):
+        attempts.append(len(batch))
+        if len(attempts) == 1:
+            raise OperationalError("database is locked")
+        return await real(batch)
+
+    monkeypatch.setattr(recorder_module, "_write_batch", fails_once)
+    monkeypatch.setattr(recorder_module, "RETRY_PAUSE", 0.01)
+
+    async def scenario():
+        recorder = recorder_module.Recorder()
+        recorder.record(finished(worker, "chatcmpl-r1"))
+        recorder.record(finished(worker, "chatcmpl-r2"))
+        await recorder.drained()
+
+    asyncio.run(scenario())
+    assert attempts == [2, 2]
+    assert sorted(Job.objects.values_list("public_id", flat=True)) == ["chatcmpl-r1", "chatcmpl-r2"]
