@@ -38,4 +38,6 @@ def rendered(response):
     if not isinstance(response, Response) or not isinstance(getattr(response, "accepted_renderer", None), JSONRenderer):
         return response
     response.render()
-    return HttpResponse(response.content, status=response.status_code, headers=response.headers)
+    plain = HttpResponse(response.content, status=response.status_code, headers=response.headers)
+    plain.cookies = response.cookies
+    return plain

@@ -168,7 +168,9 @@ def validate(serializer_class: type[serializers.Serializer], data) -> dict:
     if serializer is None:
         serializer = _instances[serializer_class] = serializer_class()
     serializer.initial_data = data
-    for result in ("_validated_data", "_errors", "_data"):
-        serializer.__dict__.pop(result, None)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
+    try:
+        serializer.is_valid(raise_exception=True)
+        return serializer.validated_data
+    finally:  # keep no caller's data between requests
+        for state in ("initial_data", "_validated_data", "_errors", "_data"):
+            serializer.__dict__.pop(state, None)

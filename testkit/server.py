@@ -43,8 +43,9 @@ def database_url(db_settings: dict) -> str:
 
 
 def server_command(server: str, port: int, app: str) -> list[str]:
-    """The command line of an ASGI server: daphne (the default), or uvicorn with
-    uvloop and httptools (README "Production")."""
+    """The command line of an ASGI server: daphne (Queenbee's server), or uvicorn
+    with uvloop and httptools (measured by the bench only: bench/RESULTS.md says
+    what it needs before it can serve production)."""
     if server == "daphne":
         return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app]
     if server == "uvicorn":
