@@ -188,7 +188,12 @@ def register_connection(*, process_id: int, channel_name: str, info: ConnectInfo
     }
     try:
         with transaction.atomic():
-            worker, _ = Worker.objects.update_or_create(identity=identity, defaults=defaults)
+            # One INSERT … ON CONFLICT DO UPDATE (half the cost of update_or_create's
+            # select, savepoint and insert); both backends return the row's pk.
+            [worker] = Worker.objects.bulk_create(
+                [Worker(identity=identity, **defaults)],
+                update_conflicts=True, unique_fields=["identity"], update_fields=[*defaults, "last_seen"],
+            )
             connection = Connection.objects.create(
                 worker=worker,
                 process_id=process_id,

@@ -79,3 +79,16 @@ def test_it_counts_frames_that_arrive_with_no_job(start_worker, db_access):
     worker.send({"choices": [{"delta": {"content": "late"}}]})
     worker.send("garbage")
     wait_for(lambda: Connection.objects.filter(worker__identity=worker.identity, stray_frames=1, bad_frames=1).exists(), what="frame counts")
+
+
+def test_a_worker_that_connects_again_updates_its_row(start_worker, db_access):
+    first = start_worker(models=["a/b-7B-GGUF:Q4_K_M"])
+    before = Worker.objects.get(identity=first.identity)
+    first.stop()
+    wait_for(lambda: connection_count(first.identity) == 0, what="first socket gone")
+    start_worker(privkey=first.privkey, models=["c/d-1B-GGUF:Q8_0"], ln_address="new@getalby.com")
+    after = Worker.objects.get(identity=first.identity)  # still one row, the same one
+    assert after.pk == before.pk and after.first_seen == before.first_seen
+    assert after.last_seen > before.last_seen
+    assert after.advertised_models == ["c/d-1B-GGUF:Q8_0"] and after.payout_address == "new@getalby.com"
+    assert Connection.objects.get(worker=after).advertised_models == ["c/d-1B-GGUF:Q8_0"]
