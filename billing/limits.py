@@ -8,6 +8,7 @@ import time
 
 from django.core.cache import cache
 
+from queenbee_site.caching import count, in_cache
 from routing.errors import RateLimited
 
 # A stream counter outlives any stream (TOTAL_TIMEOUT is 10 minutes by default):
@@ -21,8 +22,7 @@ async def count_request(*, key: str, per_minute: int) -> None:
         return
     now = time.time()
     window = f"qb:rpm:{key}:{int(now // 60)}"
-    await cache.aadd(window, 0, timeout=90)
-    if await cache.aincr(window) > per_minute:
+    if await in_cache(count, window, 90) > per_minute:
         raise RateLimited(
             f"Rate limit reached: {per_minute} requests per minute for this API key.",
             retry_after=max(1, 60 - int(now % 60)),
@@ -34,17 +34,19 @@ async def take_stream_slot(*, key: str, limit: int) -> str | None:
     if limit <= 0:
         return None
     counter = f"qb:streams:{key}"
-    await cache.aadd(counter, 0, timeout=STREAM_SLOT_SECONDS)
-    if await cache.aincr(counter) > limit:
+    if await in_cache(count, counter, STREAM_SLOT_SECONDS) > limit:
         await release_stream_slot(counter)
         raise RateLimited(f"Rate limit reached: {limit} concurrent streams for this API key.", retry_after=1)
     return counter
 
 
 async def release_stream_slot(counter: str | None) -> None:
-    if counter is None:
-        return
+    if counter is not None:
+        await in_cache(_give_back, counter)
+
+
+def _give_back(counter: str) -> None:
     try:
-        await cache.adecr(counter)
+        cache.decr(counter)
     except ValueError:  # expired meanwhile: nothing to give back
         pass

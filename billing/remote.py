@@ -19,6 +19,8 @@ import httpx
 from django.conf import settings
 from django.core.cache import cache
 
+from queenbee_site.caching import Expiring
+
 _client: httpx.AsyncClient | None = None
 
 
@@ -66,23 +68,16 @@ async def post(body: dict[str, Any], *, timeout: float) -> dict[str, Any]:
 # Each process also keeps a `check` answer until the shared cache entry expires:
 # Django's cache API is sync underneath (every `aget` is a thread hop), and a
 # token's every request is checked, at authentication or admission.
-_recent: dict[str, tuple[float, CheckResult]] = {}
+_recent = Expiring()
 
 
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _remember(digest: str, result: CheckResult, *, seconds: float) -> None:
-    if len(_recent) > 10_000:
-        _recent.clear()
-    _recent[digest] = (time.monotonic() + seconds, result)
-
-
 def recent_check(token: str) -> CheckResult | None:
     """The answer this process holds for `token` while it is fresh; no I/O."""
-    hit = _recent.get(_digest(token))
-    return hit[1] if hit and hit[0] > time.monotonic() else None
+    return _recent.get(_digest(token))[1]
 
 
 async def check(token: str) -> CheckResult:
@@ -99,14 +94,14 @@ async def check(token: str) -> CheckResult:
         result = CheckResult(ok, user_id)
         # The shared entry's own deadline, so no process trusts an answer longer.
         left = expires[0] - time.time() if expires else settings.BILLING_CHECK_CACHE_SECONDS
-        _remember(digest, result, seconds=min(left, settings.BILLING_CHECK_CACHE_SECONDS))
+        _recent.put(digest, result, seconds=min(left, settings.BILLING_CHECK_CACHE_SECONDS))
         return result
     answer = await post({"command": "check", "bill_to_token": token}, timeout=settings.BILLING_CHECK_TIMEOUT)
     user_id = answer.get("user_id")
     result = CheckResult(ok=answer.get("ok") is True, user_id=None if user_id is None else str(user_id))
     seconds = settings.BILLING_CHECK_CACHE_SECONDS
     await cache.aset(cache_key, (result.ok, result.user_id, time.time() + seconds), timeout=seconds)
-    _remember(digest, result, seconds=seconds)
+    _recent.put(digest, result, seconds=seconds)
     return result
 
 

@@ -13,7 +13,6 @@ Two races are settled in the database, not in Python:
   would refuse a second billing anyway.
 """
 
-import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -24,6 +23,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from finetune.models import File, FineTuningJob
+from queenbee_site.caching import Expiring
 from queenbee_site.db import on_db_threads
 from routing.auth import BYPASS_CALLER, Caller, billing_check
 from routing.errors import InsufficientQuota, Unauthorized
@@ -37,7 +37,7 @@ from .models import Account, LedgerEntry, OutboxMessage, Price
 # mostly skips a thread hop and a query. A balance this stale can only admit a
 # request that the debit then caps at what is left (never below zero).
 KEY_FACTS_SECONDS = 2.0
-_facts_cache: dict[int, tuple[float, "KeyFacts"]] = {}
+_recent_facts = Expiring()
 
 
 @dataclass(frozen=True)
@@ -75,14 +75,10 @@ def _limit_key(caller: Caller) -> str:
 async def _facts(caller: Caller) -> KeyFacts:
     if caller.api_key_id is None:
         return KeyFacts(None, 0, settings.RATE_LIMIT_REQUESTS_PER_MINUTE, settings.RATE_LIMIT_CONCURRENT_STREAMS)
-    now = time.monotonic()
-    hit = _facts_cache.get(caller.api_key_id)
-    if hit and hit[0] > now:
-        return hit[1]
-    facts = await _key_facts(api_key_id=caller.api_key_id)
-    if len(_facts_cache) > 10_000:
-        _facts_cache.clear()
-    _facts_cache[caller.api_key_id] = (now + KEY_FACTS_SECONDS, facts)
+    hit, facts = _recent_facts.get(caller.api_key_id)
+    if not hit:
+        facts = await _key_facts(api_key_id=caller.api_key_id)
+        _recent_facts.put(caller.api_key_id, facts, seconds=KEY_FACTS_SECONDS)
     return facts
 
 

@@ -17,7 +17,6 @@ own APIView (DEFAULT_AUTHENTICATION_CLASSES).
 
 import hmac
 import logging
-import time
 from dataclasses import dataclass, field
 
 from asgiref.sync import async_to_sync
@@ -26,6 +25,7 @@ from django.conf import settings
 from rest_framework import authentication, exceptions
 
 from billing import remote
+from queenbee_site.caching import Expiring
 
 from .errors import BillingUnavailable
 from .models import ApiKey, hash_key
@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 # A key's lookup is cached this long per process: a deactivated key stops
 # working within a minute, and the hot path skips a query per request.
 KEY_CACHE_SECONDS = 60.0
-_cache: dict[str, tuple[float, "Caller | None"]] = {}
+_keys = Expiring()
 BAD_KEY = "Incorrect API key provided. Send a valid key as 'Authorization: Bearer YOUR_KEY'."
 
 
@@ -61,19 +61,11 @@ def _is_bypass(token: str) -> bool:
     return bool(settings.BYPASS_TOKEN) and hmac.compare_digest(token, settings.BYPASS_TOKEN)
 
 
-def _cached_key(digest: str) -> tuple[bool, "Caller | None"]:
-    """(hit, caller) from this process's cache of key lookups."""
-    hit = _cache.get(digest)
-    return (True, hit[1]) if hit and hit[0] > time.monotonic() else (False, None)
-
-
 def lookup_key(digest: str) -> Caller | None:
     """The active API key with this hash, from the database (and remembered)."""
     row = ApiKey.objects.filter(key_hash=digest, is_active=True).values_list("pk", "prefix").first()
     caller = Caller(api_key_id=row[0], label=row[1]) if row else None
-    if len(_cache) > 10_000:
-        _cache.clear()
-    _cache[digest] = (time.monotonic() + KEY_CACHE_SECONDS, caller)
+    _keys.put(digest, caller, seconds=KEY_CACHE_SECONDS)
     return caller
 
 
@@ -82,7 +74,7 @@ def caller_for_token(token: str) -> Caller | None:
     if _is_bypass(token):
         return BYPASS_CALLER
     digest = hash_key(token)
-    hit, caller = _cached_key(digest)
+    hit, caller = _keys.get(digest)
     return caller if hit else lookup_key(digest)
 
 
@@ -91,7 +83,7 @@ async def acaller_for_token(token: str) -> Caller | None:
     if _is_bypass(token):
         return BYPASS_CALLER
     digest = hash_key(token)
-    hit, caller = _cached_key(digest)
+    hit, caller = _keys.get(digest)
     return caller if hit else await database_sync_to_async(lookup_key)(digest)
 
 

@@ -15,10 +15,8 @@ gets a budget, and breaking it closes the socket with a reason saying which:
 
 Frame size, depth and shape are checked by `protocol.decode_frame`.
 
-The cache is read without Django's async cache methods, which hop to the one
-sync thread for every call (four per connect, a tenth of a connect's CPU): the
-in-process cache of the embedded default is called directly (memory, no I/O),
-Redis from a pool thread, so a slow Redis holds up only the sockets waiting on it.
+The cache is called through `queenbee_site.caching` (Django's async cache methods
+hopped to the one sync thread four times per connect, a tenth of its CPU).
 """
 
 import hashlib
@@ -26,13 +24,12 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.core.cache import cache, caches
-from django.core.cache.backends.locmem import LocMemCache
+from django.core.cache import cache
 
 from queenbee_site import client_ip, observe
+from queenbee_site.caching import count, in_cache
 
 from .liveness import live_connections
 from .protocol import ConnectInfo, ProtocolError
@@ -86,11 +83,11 @@ class SocketLimits:
         window = int(time.time() // 60)
         key = f"queenbee:worker-connects:{self.ip}:{window}"
         try:
-            count = await _in_cache(_count, key)
+            connects = await in_cache(count, key, 120)
         except Exception:  # the cache is down: admit rather than lock every worker out
             log.warning("worker connection rate check failed", exc_info=True)
             return None
-        if count > allowed:
+        if connects > allowed:
             return ProtocolError(
                 f"too many connections from your address (over {allowed} a minute); retry later",
                 code=CLOSE_RATE_LIMITED,
@@ -123,30 +120,14 @@ class SocketLimits:
             return
         key = "queenbee:worker-address:" + hashlib.sha256(info.identity.encode()).hexdigest()
         try:
-            previous = await _in_cache(cache.get, key)
+            previous = await in_cache(cache.get, key)
             if previous and previous != self.ip and await _is_connected(info.identity):
                 raise ProtocolError("this worker identity is already connected from another address", code=CLOSE_IDENTITY_IN_USE)
-            await _in_cache(cache.set, key, self.ip, IDENTITY_ADDRESS_SECONDS)
+            await in_cache(cache.set, key, self.ip, IDENTITY_ADDRESS_SECONDS)
         except ProtocolError:
             raise
         except Exception:  # the cache is down: admit rather than lock every worker out
             log.warning("worker identity address check failed", exc_info=True)
-
-
-async def _in_cache(fn, *args):
-    """Run `fn(*args)`, a call of the cache: in place for the in-process cache, else on a pool thread."""
-    if isinstance(caches["default"], LocMemCache):
-        return fn(*args)
-    return await sync_to_async(fn, thread_sensitive=False)(*args)
-
-
-def _count(key: str) -> int:
-    """Count one connect in the window `key`."""
-    cache.add(key, 0, timeout=120)
-    try:
-        return cache.incr(key)
-    except ValueError:  # expired between add and incr: a new window
-        return 1
 
 
 @database_sync_to_async
