@@ -221,5 +221,8 @@ worker_detail = extend_schema(
             description="Keep one owner's workers: a pubkey, an auth key or a user id; `user` means the caller's own (needs a key).",
         )
     ],
-    responses={200: WorkerDetail(many=True), 401: COMMON_ERRORS[401], 405: COMMON_ERRORS[405], 503: COMMON_ERRORS[503]},
+    responses={
+        200: WorkerDetail(many=True), 400: _error("`query` holds a NUL character."), 401: COMMON_ERRORS[401],
+        405: COMMON_ERRORS[405], 503: COMMON_ERRORS[503],
+    },
 )
