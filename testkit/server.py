@@ -1,4 +1,9 @@
-"""Run real Queenbee server processes (daphne) for tests and benchmarks."""
+"""Run real Queenbee server processes for tests and benchmarks.
+
+Under daphne, Queenbee's default server, unless QUEENBEE_TEST_SERVER=uvicorn
+(the supported alternative, queenbee_site/uvicorn_server.py; .ci/run runs the
+server-facing tests under it too).
+"""
 
 import os
 import signal
@@ -42,25 +47,40 @@ def database_url(db_settings: dict) -> str:
     return f"postgres://{user}{password}@{host}:{port}/{db_settings['NAME']}"
 
 
+SERVERS = ("daphne", "uvicorn")
+QUEENBEE_APP = "queenbee_site.asgi:application"
+
+
+def default_server() -> str:
+    server = os.environ.get("QUEENBEE_TEST_SERVER", "daphne")
+    if server not in SERVERS:
+        raise ValueError(f"QUEENBEE_TEST_SERVER must be one of {SERVERS}, not {server!r}")
+    return server
+
+
 def server_command(server: str, port: int, app: str) -> list[str]:
-    """The command line of an ASGI server: daphne (Queenbee's server), or uvicorn
-    with uvloop and httptools (measured by the bench only: bench/RESULTS.md says
-    what it needs before it can serve production)."""
+    """The command line of an ASGI server, as the README runs it: daphne, or
+    Queenbee's uvicorn launcher (uvicorn with Queenbee's defaults). The bench's
+    floors are other applications under the same uvicorn settings."""
     if server == "daphne":
         return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app]
     if server == "uvicorn":
+        if app == QUEENBEE_APP:
+            return [sys.executable, "-m", "queenbee_site.uvicorn_server", "--host", "127.0.0.1", "--port", str(port)]
         return [
             sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop",
-            "--http", "httptools", "--ws", "websockets", "--no-access-log", "--lifespan", "off", app,
+            "--http", "httptools", "--ws", "websockets-sansio", "--ws-per-message-deflate", "false",
+            "--no-access-log", "--lifespan", "off", "--no-proxy-headers", app,
         ]
     raise ValueError(f"unknown ASGI server {server!r}")
 
 
 class QueenProcess:
-    """One ASGI server process (daphne unless told otherwise) serving queenbee_site.asgi on a free port."""
+    """One ASGI server process serving queenbee_site.asgi on a free port, under
+    daphne unless `server` or QUEENBEE_TEST_SERVER says uvicorn."""
 
-    def __init__(self, env: dict[str, str], *, name: str, port: int | None = None, app: str = "queenbee_site.asgi:application", ready_path: str = "/worker/stats", server: str = "daphne"):
-        self.server = server
+    def __init__(self, env: dict[str, str], *, name: str, port: int | None = None, app: str = QUEENBEE_APP, ready_path: str = "/worker/stats", server: str | None = None):
+        self.server = server or default_server()
         self.port = port or free_port()
         self.app = app
         self.ready_path = ready_path

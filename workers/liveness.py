@@ -5,6 +5,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import time
 from datetime import timedelta
 
@@ -117,6 +118,8 @@ class ProcessRegistry:
         self._lock = asyncio.Lock()
         self._task: asyncio.Task | None = None
         self._signals_installed = False
+        # The server's own SIGTERM handler, called once the drain is done.
+        self._server_sigterm = None
         # Awaited by the SIGTERM drain once the running jobs are done (the
         # routing app's batch writer registers its own here).
         self.drain_hooks: list = []
@@ -134,6 +137,7 @@ class ProcessRegistry:
             return
         self._signals_installed = True
         try:
+            self._server_sigterm = signal.getsignal(signal.SIGTERM)
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, lambda: asyncio.ensure_future(self.shutdown()))
         except (NotImplementedError, RuntimeError):  # not the main thread, or no signals here
             pass
@@ -182,9 +186,20 @@ class ProcessRegistry:
         # Again: jobs that ended after the first run (a caller's job abandoned as
         # the count reached 0, or past the grace) have records to write too.
         await self._run_drain_hooks(time.monotonic() + CLOSE_WAIT)
-        from twisted.internet import reactor
+        self._stop_server()
 
-        reactor.stop()
+    def _stop_server(self) -> None:
+        """Hand over to the server's own shutdown: stop twisted's reactor under
+        daphne (its signal handler is not Python's), or call the handler the
+        server installed (uvicorn: close listeners, wait for open requests, exit)."""
+        reactor = sys.modules.get("twisted.internet.reactor")
+        if reactor is not None and reactor.running:
+            reactor.stop()
+        elif callable(self._server_sigterm):
+            self._server_sigterm(signal.SIGTERM, None)
+        else:  # no server handler: end the process as SIGTERM would have
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGTERM)
+            signal.raise_signal(signal.SIGTERM)
 
     async def _run_drain_hooks(self, deadline: float) -> None:
         for hook in self.drain_hooks:

@@ -1,0 +1,60 @@
+"""Serve Queenbee with uvicorn instead of daphne: `python -m queenbee_site.uvicorn_server [uvicorn options]`.
+
+uvicorn (with uvloop and httptools) relays more requests and stream chunks per
+core than daphne for the same code (bench/RESULTS.md). This runs uvicorn's own
+command line with the defaults Queenbee needs, so that any uvicorn option
+(`--host`, `--port`, `--fd`, `--uds`, ...) can still be passed and wins:
+
+- the application, `queenbee_site.asgi:application`;
+- `--ws-max-size` from WORKER_MAX_FRAME_BYTES (uvicorn's 16 MiB would close a
+  worker sending one large image reply; bigger messages close with 1009);
+- `--no-proxy-headers`: Queenbee reads X-Forwarded-For itself, and only from
+  TRUSTED_PROXIES (queenbee_site/client_ip.py); uvicorn would trust any local
+  peer's header, and the per-address worker limits with it;
+- `--lifespan off`: Django has no lifespan handler (the process registers itself
+  on its first worker or request, as under daphne);
+- no per-message deflate: daphne does not compress either, and compressing every
+  token frame costs CPU for a few bytes;
+- uvloop, httptools and the websockets sans-I/O protocol, named so that a missing
+  package fails at start instead of silently falling back;
+- no access log: Queenbee logs one structured line per request itself.
+
+What daphne needs adjusting for (queenbee_site/daphne_compat.py) uvicorn does
+itself: it sends close reasons and codes 1001/1012 as given, reads a socket's
+next frame only once the consumer took the last one (backpressure), and leaves
+request bodies to Django. A SIGTERM drains running jobs first (workers/liveness.py)
+and then hands over to uvicorn's own shutdown.
+"""
+
+import os
+import sys
+
+APPLICATION = "queenbee_site.asgi:application"
+
+
+def defaults() -> dict:
+    """uvicorn's options as Queenbee sets them (click's default_map: the command line wins)."""
+    from django.conf import settings
+
+    return {
+        "ws_max_size": settings.WORKER_MAX_FRAME_BYTES,
+        "proxy_headers": False,
+        "lifespan": "off",
+        "ws_per_message_deflate": False,
+        "loop": "uvloop",
+        "http": "httptools",
+        "ws": "websockets-sansio",
+        "access_log": False,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "queenbee_site.settings")
+    import uvicorn
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    uvicorn.main.main(args=[*args, APPLICATION], default_map=defaults(), prog_name="python -m queenbee_site.uvicorn_server")
+
+
+if __name__ == "__main__":
+    main()
