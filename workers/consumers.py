@@ -22,6 +22,7 @@ from queenbee_site.db import on_db_threads
 
 from . import events, limits, queue, services
 from .liveness import registry
+from .mailbox import mailbox
 from .resilient import ResilientConsumer
 from .protocol import ProtocolError, decode_frame, parse_connect_message
 from .signature import BadSignature, verify_connect_signature
@@ -225,6 +226,8 @@ class WorkerConsumer(ResilientConsumer):
             job.abandoned = True
 
     async def _reply_to(self, channel: str, message: dict) -> bool:
+        if mailbox.deliver(channel, message):  # a request of this process
+            return True
         try:
             await self.channel_layer.send(channel, message)
             return True

@@ -6,6 +6,12 @@ by a timeout can drop a message already popped for *another* channel (a
 consumer's job, say). So a single reader owns the process's reply channel and
 sorts messages by job id into asyncio queues, where waiting with a timeout is
 safe. Messages for a job nobody waits for (any more) are dropped.
+
+A consumer replying to a request of its own process skips the channel layer:
+`deliver()` puts the message straight into the job's queue. A stream's frames
+then cost no layer round trip (no Redis, or no copy in the in-memory layer), and
+order holds, since all of one job's replies come from the one consumer holding
+its worker's socket, by one path.
 """
 
 import asyncio
@@ -44,6 +50,19 @@ class Mailbox:
     def close(self, job_id: str) -> None:
         self._queues.pop(job_id, None)
 
+    def deliver(self, channel: str, message: dict[str, Any]) -> bool:
+        """Deliver a message for this process's own reply channel in process;
+        False for any other channel (it goes over the channel layer)."""
+        if not channel or channel != self.channel_name:
+            return False
+        self._route(message)
+        return True
+
+    def _route(self, message: dict[str, Any]) -> None:
+        queue = self._queues.get(message.get("job_id", ""))
+        if queue is not None:
+            queue.put_nowait(message)
+
     async def _read(self) -> None:
         layer = get_channel_layer()
         while True:
@@ -55,9 +74,7 @@ class Mailbox:
                 log.warning("reply channel receive failed; retrying", exc_info=True)
                 await asyncio.sleep(RETRY_PAUSE)
                 continue
-            queue = self._queues.get(message.get("job_id", ""))
-            if queue is not None:
-                queue.put_nowait(message)
+            self._route(message)
 
 
 mailbox = Mailbox()
