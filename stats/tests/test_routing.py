@@ -11,7 +11,7 @@ from routing.models import Job
 from stats import services
 from stats.models import SizeBin, WorkerStats
 from testkit.fake_worker import Delay, Disconnect, chat_reply, stream_chunks
-from workers.models import Worker
+from workers.models import Connection, Worker
 
 from .factories import outcome
 
@@ -34,6 +34,11 @@ def prove(worker, *, seconds: float) -> None:
     services.record_outcome(
         worker_id=worker_id, outcome=outcome(size=4.2, seconds=seconds, prompt_tokens=0, completion_tokens=10)
     )
+
+
+def all_free(*workers) -> bool:
+    identities = [w.identity for w in workers]
+    return not Connection.objects.filter(worker__identity__in=identities).exclude(state=Connection.State.FREE).exists()
 
 
 def served_by(reply) -> str:
@@ -64,7 +69,12 @@ def test_a_fast_worker_gets_most_jobs(start_worker, client, db_access):
     prove(fast, seconds=0.05)
     prove(slow, seconds=2.0)
     extra = {"gpu_filter": {"capabilities": [tag]}}
-    replies = [client.chat.completions.create(model=MODEL, messages=HI, extra_body=extra) for _ in range(30)]
+    replies = []
+    for _ in range(30):
+        # A worker is freed just after its reply is relayed: a request sent the
+        # moment the last one was answered may find only the other one free.
+        wait_for(lambda: all_free(fast, slow), what="both workers free")
+        replies.append(client.chat.completions.create(model=MODEL, messages=HI, extra_body=extra))
     by_fast = sum(served_by(r) == fast.identity for r in replies)
     assert by_fast >= 21, f"the fast worker served {by_fast} of 30"
     assert len(fast.jobs) + len(slow.jobs) == 30
