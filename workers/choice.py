@@ -16,7 +16,7 @@ in order, for the caller to try if the drawn one is taken meanwhile.
 """
 
 import random
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from stats.ema import skewed_index
 
@@ -30,8 +30,7 @@ DOWNLOAD_FACTOR = 3.0
 _rng = random.Random()
 
 
-@dataclass(frozen=True)
-class Candidate:
+class Candidate(NamedTuple):  # a tuple: built 64 times per claim, a frozen dataclass cost 3x more
     connection_id: int
     channel_name: str
     worker_id: int
