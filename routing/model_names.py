@@ -10,6 +10,7 @@ billions of parameters times a factor for the quantisation. Unlike the original
 `M` suffixes count (270M is 0.27) and f16/f32 are recognised.
 """
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -103,7 +104,17 @@ def parse_model(name: str) -> ModelName:
     """Classify and size a model name, or raise InvalidModelName."""
     if not isinstance(name, str) or not name.strip():
         raise InvalidModelName("model must be a non-empty string")
-    name = name.strip()
+    return _parse(name.strip())
+
+
+# Names parsed per process, most recent kept: every request parses its model
+# twice (validation, routing), and a handful of names make most of the traffic.
+# A name that fails is not kept (lru_cache does not keep exceptions).
+PARSED_NAMES = 4096
+
+
+@functools.lru_cache(maxsize=PARSED_NAMES)
+def _parse(name: str) -> ModelName:
     for pattern, cli_name, web_name in ALIASES:
         if pattern.match(name):
             return ModelName(name, "alias", model_size(cli_name), "any", cli_name, web_name)

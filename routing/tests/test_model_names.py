@@ -52,3 +52,19 @@ def test_it_accepts_the_original_forms(name, kind):
 def test_it_refuses_other_names(name):
     with pytest.raises(InvalidModelName):
         parse_model(name)
+
+
+def test_a_name_is_parsed_once_per_process_and_bad_ones_every_time():
+    from routing import model_names
+
+    name = "someone/parsed-once-7B-GGUF:Q8_0"
+    before = model_names._parse.cache_info()
+    assert parse_model(name) is parse_model(f"  {name} ")
+    after = model_names._parse.cache_info()
+    assert (after.misses - before.misses, after.hits - before.hits) == (1, 1)
+    for _ in range(2):
+        with pytest.raises(InvalidModelName):
+            parse_model("not a model")
+    assert model_names._parse.cache_info().currsize == after.currsize
+    with pytest.raises(InvalidModelName):
+        parse_model(["a list", "is not hashable"])
