@@ -23,6 +23,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from finetune.models import File, FineTuningJob
+from queenbee_site import compiled
 from queenbee_site.caching import Expiring
 from queenbee_site.db import on_db_threads
 from routing.auth import BYPASS_CALLER, Caller, billing_check
@@ -125,7 +126,8 @@ release_stream_slot = limits.release_stream_slot
 def record_and_bill(*, fields: dict[str, Any], bill_to: str = "") -> tuple[Job, bool]:
     """Insert the Job row and bill it, atomically. Returns (job, whether an outbox message was written)."""
     with transaction.atomic():
-        job = Job.objects.create(**fields)
+        # Job has no signal receivers; its insert is written once (queenbee_site/compiled.py).
+        job = compiled.insert(Job(**fields))
         queued = bill_job(job=job, bill_to=bill_to)
     return job, queued
 

@@ -58,3 +58,29 @@ def test_a_filter_django_knows_to_be_empty_returns_no_rows(rows):
     huge = 10**30
     build = lambda now: Connection.objects.filter(process__expires_at__gte=now, ram_bytes=huge).values_list("pk")  # noqa: E731
     assert compiled.run(("test-huge", huge), build, now=timezone.now()) == []
+
+
+def test_an_insert_stores_what_create_would():
+    from django.db import IntegrityError, transaction
+    from django.forms.models import model_to_dict
+
+    from routing.models import Job
+
+    fields = dict(
+        public_id="chatcmpl-compiled", kind="chat", model="a/b:c", model_size=4.2, stream=True, caller="bypass",
+        status="succeeded", prompt_tokens=3, completion_tokens=5, usage_estimated=True, first_token_seconds=None,
+        total_seconds=1.5, proof_of_work=True, charge_caller=False,
+    )
+    before = timezone.now()
+    job = compiled.insert(Job(**fields))
+    assert job.pk is not None and not job._state.adding
+    stored = Job.objects.get(pk=job.pk)
+    reference = Job.objects.create(**{**fields, "public_id": "chatcmpl-orm"})
+    assert before <= stored.created_at <= timezone.now()
+    ignored = {"id", "public_id", "created_at"}
+    assert {k: v for k, v in model_to_dict(stored).items() if k not in ignored} == {
+        k: v for k, v in model_to_dict(reference).items() if k not in ignored
+    }
+    assert compiled.insert(Job(**{**fields, "public_id": "chatcmpl-next"})).pk > job.pk
+    with pytest.raises(IntegrityError), transaction.atomic():
+        compiled.insert(Job(**fields))  # public_id is unique
