@@ -137,7 +137,7 @@ REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "queenbee_site.layers.RedisChannelLayer",  # channels-redis, one round trip per send
             "CONFIG": {
                 # redis-py 5+ defaults socket_timeout to 5 s, the same as the
                 # layer's 5 s blocking pop, so an idle receive would time out and
