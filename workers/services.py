@@ -196,7 +196,8 @@ def register_connection(*, process_id: int, channel_name: str, info: ConnectInfo
                 [Worker(identity=identity, **defaults)],
                 update_conflicts=True, unique_fields=["identity"], update_fields=[*defaults, "last_seen"],
             )
-            connection = Connection.objects.create(
+            # Written once per model (queenbee_site/compiled.py): every worker connect inserts one.
+            connection = compiled.insert(Connection(
                 worker=worker,
                 process_id=process_id,
                 channel_name=channel_name,
@@ -208,7 +209,7 @@ def register_connection(*, process_id: int, channel_name: str, info: ConnectInfo
                 disk_space_mib=info.disk_space_mib,
                 advertised_models=list(info.models),
                 current_model=info.models[0] if info.models else "",
-            )
+            ))
     except IntegrityError:
         if not ServerProcess.objects.filter(pk=process_id).exists():
             raise ProcessGone() from None

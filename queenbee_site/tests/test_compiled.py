@@ -84,3 +84,18 @@ def test_an_insert_stores_what_create_would():
     assert compiled.insert(Job(**{**fields, "public_id": "chatcmpl-next"})).pk > job.pk
     with pytest.raises(IntegrityError), transaction.atomic():
         compiled.insert(Job(**fields))  # public_id is unique
+
+
+def test_an_insert_prepares_json_and_foreign_keys_as_create_does(rows):
+    from django.forms.models import model_to_dict
+
+    now, live, first, _ = rows
+    fields = dict(worker=first.worker, process=live, capabilities_text=",llama-infer,", advertised_models=["a/b:c", "d/e:f"], gpu_memory_mib=8000.5)
+    inserted = compiled.insert(Connection(channel_name="ch-compiled", **fields))
+    created = Connection.objects.create(channel_name="ch-orm", **fields)
+    stored = Connection.objects.get(pk=inserted.pk)
+    assert stored.advertised_models == ["a/b:c", "d/e:f"] and stored.connected_at >= now
+    ignored = {"id", "channel_name", "connected_at"}
+    assert {k: v for k, v in model_to_dict(stored).items() if k not in ignored} == {
+        k: v for k, v in model_to_dict(created).items() if k not in ignored
+    }
