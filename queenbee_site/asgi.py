@@ -12,6 +12,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from queenbee_site import daphne_compat  # noqa: E402
 from queenbee_site.api_handler import ApiHandler, is_api_path  # noqa: E402
+from queenbee_site.lifespan import lifespan  # noqa: E402
 from workers.routing import websocket_urlpatterns  # noqa: E402
 
 daphne_compat.install()
@@ -29,5 +30,6 @@ application = ProtocolTypeRouter(
     {
         "http": http_app,
         "websocket": URLRouter(websocket_urlpatterns),
+        "lifespan": lifespan,  # uvicorn only
     }
 )

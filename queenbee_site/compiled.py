@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.core.exceptions import EmptyResultSet
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models import QuerySet
 
 # Shapes kept per process.
@@ -103,6 +103,11 @@ class CompiledInsert:
     def __init__(self, model, connection):
         meta = model._meta
         self.fields = [f for f in meta.local_concrete_fields if f is not meta.auto_field and not f.generated]
+        # What the ORM's insert does beyond this (reads back database defaults or
+        # generated values, inherited tables) is refused rather than half done.
+        unsupported = [f.name for f in self.fields if f.has_db_default()] + [p.name for p in meta.parents]
+        if unsupported or len(meta.local_concrete_fields) != len(meta.concrete_fields):
+            raise TypeError(f"{model.__name__}: compiled inserts do not support {unsupported or 'inherited fields'}")
         quote = connection.ops.quote_name
         columns = ", ".join(quote(f.column) for f in self.fields)
         self.sql = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({', '.join(['%s'] * len(self.fields))})"
@@ -111,9 +116,12 @@ class CompiledInsert:
             self.sql += f" RETURNING {quote(meta.auto_field.column)}"
 
     def save(self, obj, connection) -> None:
+        if obj.pk is not None:
+            raise ValueError("a compiled insert makes new rows: its primary key comes from the database")
         # pre_save as the ORM calls it on an insert: auto_now(_add) fields get their time here.
         values = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in self.fields]
-        with connection.cursor() as cursor:
+        # As the ORM does: a failed insert inside atomic() marks it for rollback.
+        with transaction.mark_for_rollback_on_error(connection.alias), connection.cursor() as cursor:
             cursor.execute(self.sql, values)
             pk = cursor.fetchone()[0] if self.returning else connection.ops.last_insert_id(cursor, obj._meta.db_table, obj._meta.pk.column)
         if obj._meta.auto_field is not None:

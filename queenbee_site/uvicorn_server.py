@@ -11,8 +11,14 @@ command line with the defaults Queenbee needs, so that any uvicorn option
 - `--no-proxy-headers`: Queenbee reads X-Forwarded-For itself, and only from
   TRUSTED_PROXIES (queenbee_site/client_ip.py); uvicorn would trust any local
   peer's header, and the per-address worker limits with it;
-- `--lifespan off`: Django has no lifespan handler (the process registers itself
-  on its first worker or request, as under daphne);
+- `--lifespan on`: at shutdown the last finished jobs are written
+  (queenbee_site/lifespan.py); the process still registers itself on its first
+  worker or request, as under daphne;
+- `--timeout-graceful-shutdown` 5 s: a SIGTERM first drains running jobs for up
+  to SHUTDOWN_GRACE (workers/liveness.py), then hands over to uvicorn, which
+  stops listening and gives requests still open (a stream relayed from another
+  process's worker, a request waiting in line) this long before cancelling
+  them, as daphne cuts them off when its reactor stops;
 - no per-message deflate: daphne does not compress either, and compressing every
   token frame costs CPU for a few bytes;
 - uvloop, httptools and the websockets sans-I/O protocol, named so that a missing
@@ -22,14 +28,16 @@ command line with the defaults Queenbee needs, so that any uvicorn option
 What daphne needs adjusting for (queenbee_site/daphne_compat.py) uvicorn does
 itself: it sends close reasons and codes 1001/1012 as given, reads a socket's
 next frame only once the consumer took the last one (backpressure), and leaves
-request bodies to Django. A SIGTERM drains running jobs first (workers/liveness.py)
-and then hands over to uvicorn's own shutdown.
+request bodies to Django. Settings come from the environment as under daphne
+(uvicorn's `--env-file` is read after them, too late).
 """
 
 import os
 import sys
 
 APPLICATION = "queenbee_site.asgi:application"
+# After the drain: how long uvicorn lets the requests still open end (see above).
+GRACEFUL_SHUTDOWN_SECONDS = 5
 
 
 def defaults() -> dict:
@@ -39,7 +47,8 @@ def defaults() -> dict:
     return {
         "ws_max_size": settings.WORKER_MAX_FRAME_BYTES,
         "proxy_headers": False,
-        "lifespan": "off",
+        "lifespan": "on",
+        "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
         "ws_per_message_deflate": False,
         "loop": "uvloop",
         "http": "httptools",

@@ -139,7 +139,7 @@ class ProcessRegistry:
         try:
             self._server_sigterm = signal.getsignal(signal.SIGTERM)
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, lambda: asyncio.ensure_future(self.shutdown()))
-        except (NotImplementedError, RuntimeError):  # not the main thread, or no signals here
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread (uvloop: ValueError), or no signals
             pass
 
     async def _heartbeat(self) -> None:
@@ -167,6 +167,14 @@ class ProcessRegistry:
         if self.stopping:
             return
         self.stopping = True
+        try:
+            await self._drain()
+        except Exception:  # the database or Redis failed mid-drain: stop anyway
+            log.exception("the SIGTERM drain failed; stopping without it")
+        finally:
+            self._stop_server()
+
+    async def _drain(self) -> None:
         log.warning("SIGTERM: draining %d running jobs", self.active_jobs)
         if self.process_id is not None:
             await database_sync_to_async(stop_process)(process_id=self.process_id, remove=False)
@@ -185,8 +193,13 @@ class ProcessRegistry:
             await database_sync_to_async(stop_process)(process_id=self.process_id, remove=True)
         # Again: jobs that ended after the first run (a caller's job abandoned as
         # the count reached 0, or past the grace) have records to write too.
+        await self.write_pending()
+
+    async def write_pending(self) -> None:
+        """Run the drain hooks (the batch writer: write every finished job).
+        Also run by the ASGI lifespan shutdown, after a server such as uvicorn
+        has let its last requests end (queenbee_site/lifespan.py)."""
         await self._run_drain_hooks(time.monotonic() + CLOSE_WAIT)
-        self._stop_server()
 
     def _stop_server(self) -> None:
         """Hand over to the server's own shutdown: stop twisted's reactor under
