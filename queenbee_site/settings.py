@@ -473,5 +473,12 @@ LOGGING = {
         # httpx logs every request's URL at INFO; BILLING_URL may hold credentials.
         "httpx": {"level": "WARNING"},
         "autobahn": {"level": "INFO"},
+        # Under uvicorn: its own handlers (plain text, set up before Django's)
+        # replaced by ours, so its lines and tracebacks follow LOG_FORMAT too.
+        "uvicorn": {"handlers": [], "propagate": True, "level": "INFO"},
+        "uvicorn.error": {"handlers": [], "propagate": True, "level": "INFO"},
+        # uvicorn logs a request whenever this logger has a handler to reach;
+        # Queenbee logs each request itself (queenbee.requests).
+        "uvicorn.access": {"handlers": [], "propagate": False},
     },
 }

@@ -152,6 +152,17 @@ def test_a_worker_disconnect_is_logged(ops_queen, served):
     assert line["seconds"] >= 0 and isinstance(line["worker"], int)
 
 
+def test_under_uvicorn_every_log_line_follows_log_format(ops_queen, served):
+    if ops_queen.server != "uvicorn":
+        pytest.skip("daphne's access log writes plain lines of its own (README: --access-log)")
+    wait_for(lambda: any(e["event"] == "job" for e in log_events(ops_queen)), what="job lines")
+    lines = [line for line in ops_queen.log_path.read_text().splitlines() if line.strip()]
+    not_json = [line for line in lines if not line.startswith("{")]
+    assert not not_json, not_json[:3]
+    loggers = {json.loads(line)["logger"] for line in lines}
+    assert "uvicorn.error" in loggers and "uvicorn.access" not in loggers  # Queenbee logs requests itself
+
+
 def test_logs_never_hold_a_prompt_a_key_or_a_payout_address(ops_queen, served):
     wait_for(lambda: any(e["event"] == "job" for e in log_events(ops_queen)), what="job lines")
     text = ops_queen.log_path.read_text()
