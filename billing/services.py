@@ -146,16 +146,30 @@ def bill_job(*, job: Job, bill_to: str = "") -> bool:
             return False
         OutboxMessage.objects.create(job=job, payload=complete_command(job=job, bill_to=bill_to), next_attempt_at=timezone.now())
         return True
-    account_id = ApiKey.objects.filter(pk=job.api_key_id).values_list("account_id", flat=True).first() if job.api_key_id else None
+    account_id = _paying_account(job)
     if account_id is None or not job.charge_caller:
         return False
-    charged = debit(account_id=account_id, job=job, amount=job_cost(job))
-    if job.pay_worker and charged > 0:
-        owner = worker_owner_account(job=job)
+    _charge_and_pay_owner(job, account_id=account_id, amount=job_cost(job), pay_worker=job.pay_worker)
+    return False
+
+
+def _paying_account(billed: Job | FineTuningJob) -> int | None:
+    """The account behind the API key that asked for it (None: the bypass token, or a key without an account)."""
+    if not billed.api_key_id:
+        return None
+    return ApiKey.objects.filter(pk=billed.api_key_id).values_list("account_id", flat=True).first()
+
+
+def _charge_and_pay_owner(billed: Job | FineTuningJob, *, account_id: int, amount: int, pay_worker: bool = True) -> None:
+    """Take up to `amount` from the caller's account and credit the worker's owner
+    their share of what was taken, both ledger rows pointing at `billed`."""
+    link = {"fine_tune": billed} if isinstance(billed, FineTuningJob) else {"job": billed}
+    charged = debit(account_id=account_id, amount=amount, **link)
+    if pay_worker and charged > 0:
+        owner = worker_owner_account(job=billed)
         earned = prices.worker_share(charged, settings.BILLING_WORKER_SHARE)
         if owner is not None and earned > 0:
-            credit(account_id=owner, amount=earned, kind=LedgerEntry.Kind.EARNING, job=job)
-    return False
+            credit(account_id=owner, amount=earned, kind=LedgerEntry.Kind.EARNING, **link)
 
 
 def job_cost(job: Job) -> int:
@@ -258,14 +272,10 @@ def bill_fine_tune(*, job: FineTuningJob) -> bool:
         job.bill_to = ""  # the outbox row holds it until delivered
         job.save(update_fields=["bill_to"])
         return True
-    account_id = ApiKey.objects.filter(pk=job.api_key_id).values_list("account_id", flat=True).first() if job.api_key_id else None
+    account_id = _paying_account(job)
     if account_id is None:
         return False  # the bypass token, or a key without an account
-    charged = debit(account_id=account_id, fine_tune=job, amount=fine_tune_cost(job))
-    owner = worker_owner_account(job=job) if charged > 0 else None
-    earned = prices.worker_share(charged, settings.BILLING_WORKER_SHARE)
-    if owner is not None and earned > 0:
-        credit(account_id=owner, amount=earned, kind=LedgerEntry.Kind.EARNING, fine_tune=job)
+    _charge_and_pay_owner(job, account_id=account_id, amount=fine_tune_cost(job))
     return False
 
 
