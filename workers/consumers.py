@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 
 # A connection's hot-path writes run on the shared database threads (queenbee_site/db.py).
 _register = on_db_threads(services.register_connection)
-_release = on_db_threads(queue.release_or_hand_off)
 _unregister = on_db_threads(services.unregister_connection)
 
 CLOSE_BAD_SIGNATURE = 4001
@@ -144,7 +143,7 @@ class WorkerConsumer(ResilientConsumer):
     async def hand_off(self, *, job_id: str) -> None:
         """Free the connection, or hand it to the oldest request waiting for it."""
         try:
-            handed = await _release(connection_id=self.connection_id, job_id=job_id)
+            handed = await queue.arelease_or_hand_off(connection_id=self.connection_id, job_id=job_id)
         except DatabaseError:
             # The database is down: keep the worker, and free its row once it is back.
             log.warning("could not free a connection; retrying", exc_info=True)

@@ -85,7 +85,7 @@ class JobHandle:
         except Exception as exc:
             self.finished = True
             await self.abandon()
-            await _release(connection_id=self.claim.connection_id, job_id=self.job_id)
+            await queue.arelease_or_hand_off(connection_id=self.claim.connection_id, job_id=self.job_id)
             raise LayerDown(str(exc)) from exc
 
     async def _send_job(self, openai_url: str, openai_req: dict[str, Any], ends_with_marker: bool, max_seconds: float) -> None:
@@ -214,4 +214,3 @@ async def _wait_for_hand_off(inbox: asyncio.Queue, seconds: float) -> Claim | No
 _claim = on_db_threads(claim_connection)
 _enqueue = on_db_threads(queue.enqueue)
 _leave = on_db_threads(queue.leave)
-_release = on_db_threads(queue.release_or_hand_off)

@@ -14,9 +14,10 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from queenbee_site import compiled
+from queenbee_site.db import on_db_threads
 
 from .models import Connection, Waiter
-from .services import Claim, ConnectionFacts, Need
+from .services import Claim, ConnectionFacts, Need, mark_busy
 
 # Waiters a freed connection looks at, oldest first. Beyond this many, a
 # waiter with an unusual need is served by its own poll instead.
@@ -55,10 +56,6 @@ _FREE_SQL = (
     f"UPDATE {Connection._meta.db_table} SET state = %s, job_id = '', reply_channel = '', busy_since = NULL"
     " WHERE id = %s AND job_id = %s"
 )
-_HAND_SQL = (
-    f"UPDATE {Connection._meta.db_table} SET state = %s, job_id = %s, reply_channel = %s, busy_since = %s,"
-    " current_model = %s WHERE id = %s"
-)
 _TAKE_WAITER_SQL = f"DELETE FROM {Waiter._meta.db_table} WHERE id = %s"
 
 
@@ -95,11 +92,16 @@ def release_or_hand_off(*, connection_id: int, job_id: str) -> tuple[str, dict] 
                 cursor.execute(_TAKE_WAITER_SQL, [waiter_id])
                 if not cursor.rowcount:
                     continue  # it left, or another consumer took it
-                cursor.execute(_HAND_SQL, [
-                    Connection.State.BUSY.value, waiter_job, waiter_channel, connection.ops.adapt_datetimefield_value(now),
-                    need.model or current_model, connection_id,
-                ])
+                mark_busy(
+                    cursor, connection_id=connection_id, job_id=waiter_job, reply_channel=waiter_channel, since=now,
+                    model=need.model or current_model,
+                )
                 claim = Claim(connection_id, channel_name, facts.worker_id, facts.is_web, current_model == need.model)
                 return waiter_channel, {"job_id": waiter_job, "claim": asdict(claim)}
             cursor.execute(_FREE_SQL, [Connection.State.FREE.value, connection_id, job_id])
     return None
+
+
+# For the consumer freeing its connection and a request giving back one it could
+# not use: on the shared database threads (queenbee_site/db.py).
+arelease_or_hand_off = on_db_threads(release_or_hand_off)

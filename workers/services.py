@@ -270,10 +270,21 @@ def fitting_connections(need: Need, *, now=None):
 CANDIDATE_FIELDS = (
     "pk", "channel_name", "worker_id", "is_web", "gpu_memory_mib", "current_model", "models_json", "punished", "proven",
 )
-_CLAIM_SQL = (
+_BUSY_SQL = (
     f"UPDATE {Connection._meta.db_table} SET state = %s, job_id = %s, reply_channel = %s, busy_since = %s,"
-    " current_model = %s WHERE id = %s AND state = %s"
+    " current_model = %s WHERE id = %s"
 )
+
+
+def mark_busy(cursor, *, connection_id: int, job_id: str, reply_channel: str, since, model: str, if_free: bool = False) -> bool:
+    """Give a connection to a job: the claim's compare-and-set (`if_free`) and the
+    hand-off's (its row already locked) in one statement. True if the row changed."""
+    sql = _BUSY_SQL
+    params = [Connection.State.BUSY.value, job_id, reply_channel, connection.ops.adapt_datetimefield_value(since), model, connection_id]
+    if if_free:
+        sql, params = sql + " AND state = %s", params + [Connection.State.FREE.value]
+    cursor.execute(sql, params)
+    return bool(cursor.rowcount)
 
 
 def _free_candidates(need: Need, now) -> list[tuple]:
@@ -329,14 +340,13 @@ def claim_connection(*, need: Need, job_id: str, reply_channel: str) -> Claim | 
     ranked = choice.rank(
         candidates, gpu_needed_mib=need.gpu_mib, model=need.model, unproven_share=settings.STATS_UNPROVEN_SHARE
     )
-    busy_since = connection.ops.adapt_datetimefield_value(now)
     with connection.cursor() as cursor:
         for c in ranked:
-            cursor.execute(_CLAIM_SQL, [
-                Connection.State.BUSY.value, job_id, reply_channel, busy_since, need.model or c.current_model,
-                c.connection_id, Connection.State.FREE.value,
-            ])
-            if cursor.rowcount:
+            won = mark_busy(
+                cursor, connection_id=c.connection_id, job_id=job_id, reply_channel=reply_channel, since=now,
+                model=need.model or c.current_model, if_free=True,
+            )
+            if won:
                 return Claim(c.connection_id, c.channel_name, c.worker_id, c.is_web, c.current_model == need.model)
     return None
 
