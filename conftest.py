@@ -27,6 +27,12 @@ SERVER_ENV = {
     "GAP_TIMEOUT": "10",
     "RETRY_DELAY": "0.05",
     "LOG_LEVEL": "WARNING",
+    # Workers in good standing are not sampled for verification, so tests that
+    # are not about trust see every earning paid at once (trust/tests sample).
+    "TRUST_VERIFY_SHARE": "0",
+    "TRUST_TRUSTED_VERIFY_SHARE": "0",
+    # Every test worker connects from 127.0.0.1.
+    "TRUST_VERIFIER_OTHER_ADDRESS": "false",
 }
 
 

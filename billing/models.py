@@ -45,6 +45,9 @@ class LedgerEntry(models.Model):
         EARNING = "earning"  # a worker owner was paid for a job
         TOP_UP = "top_up"  # credits bought or granted (admin, manage.py)
         ADJUSTMENT = "adjustment"
+        HOLD = "hold"  # an earning held until the job or its worker is verified (`held`; the balance is unchanged)
+        REFUND = "refund"  # a caller paid back for refuted work, or for usage a verifier counted lower
+        FORFEIT = "forfeit"  # a held earning not paid: the work was refuted (amount 0)
 
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="entries")
     job = models.ForeignKey("routing.Job", null=True, blank=True, on_delete=models.PROTECT, related_name="ledger_entries")
@@ -57,6 +60,7 @@ class LedgerEntry(models.Model):
     # What the job cost by the price table, when the balance could not cover it
     # all (several requests were admitted on the same last credits).
     unpaid = models.BigIntegerField(default=0)
+    held = models.BigIntegerField(default=0, help_text="Credits held for verification (HOLD rows).")
     note = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 

@@ -149,7 +149,8 @@ def bill_job(*, job: Job, bill_to: str = "") -> bool:
     account_id = _paying_account(job)
     if account_id is None or not job.charge_caller:
         return False
-    _charge_and_pay_owner(job, account_id=account_id, amount=job_cost(job), pay_worker=job.pay_worker)
+    # A job being verified is charged now and its earning held until the verdict (trust/services.py).
+    _charge_and_pay_owner(job, account_id=account_id, amount=job_cost(job), pay_worker=job.pay_worker, hold=bool(job.verification))
     return False
 
 
@@ -160,16 +161,82 @@ def _paying_account(billed: Job | FineTuningJob) -> int | None:
     return ApiKey.objects.filter(pk=billed.api_key_id).values_list("account_id", flat=True).first()
 
 
-def _charge_and_pay_owner(billed: Job | FineTuningJob, *, account_id: int, amount: int, pay_worker: bool = True) -> None:
+def _charge_and_pay_owner(billed: Job | FineTuningJob, *, account_id: int, amount: int, pay_worker: bool = True, hold: bool = False) -> None:
     """Take up to `amount` from the caller's account and credit the worker's owner
-    their share of what was taken, both ledger rows pointing at `billed`."""
+    their share of what was taken (or hold it: a HOLD row, the balance unchanged),
+    both ledger rows pointing at `billed`."""
     link = {"fine_tune": billed} if isinstance(billed, FineTuningJob) else {"job": billed}
     charged = debit(account_id=account_id, amount=amount, **link)
     if pay_worker and charged > 0:
         owner = worker_owner_account(job=billed)
         earned = prices.worker_share(charged, settings.BILLING_WORKER_SHARE)
-        if owner is not None and earned > 0:
+        if owner is not None and earned > 0 and hold:
+            balance = Account.objects.filter(pk=owner).values_list("balance", flat=True).get()
+            LedgerEntry.objects.create(account_id=owner, kind=LedgerEntry.Kind.HOLD, amount=0, held=earned, balance_after=balance, **link)
+        elif owner is not None and earned > 0:
             credit(account_id=owner, amount=earned, kind=LedgerEntry.Kind.EARNING, **link)
+
+
+# --- Verification's consequences (trust/services.py calls these in its transaction) -----------
+
+
+def set_verification(*, job_id: str, status: str) -> None:
+    Job.objects.filter(public_id=job_id).update(verification=status)
+
+
+def _net_charge(job_id: str) -> int:
+    """What the caller paid for the job, after refunds."""
+    rows = LedgerEntry.objects.filter(job__public_id=job_id, kind__in=(LedgerEntry.Kind.CHARGE, LedgerEntry.Kind.REFUND))
+    return -sum(rows.values_list("amount", flat=True))
+
+
+def settle_job(*, job_id: str) -> bool:
+    """Pay a held earning (its share of what the caller finally paid). True if paid."""
+    hold = LedgerEntry.objects.filter(job__public_id=job_id, kind=LedgerEntry.Kind.HOLD).select_related("job").first()
+    if hold is None or LedgerEntry.objects.filter(job_id=hold.job_id, kind__in=(LedgerEntry.Kind.EARNING, LedgerEntry.Kind.FORFEIT)).exists():
+        return False
+    earned = prices.worker_share(_net_charge(job_id), settings.BILLING_WORKER_SHARE)
+    if earned <= 0:
+        return False
+    credit(account_id=hold.account_id, amount=earned, kind=LedgerEntry.Kind.EARNING, job=hold.job, note="held until verified")
+    return True
+
+
+def release_holds(*, worker_id: int) -> int:
+    """Pay every held earning of a worker that is now in good standing, except refuted jobs'."""
+    job_ids = (
+        LedgerEntry.objects.filter(kind=LedgerEntry.Kind.HOLD, job__worker_id=worker_id)
+        .exclude(job__verification=Job.Verification.FAILED)
+        .values_list("job__public_id", flat=True)
+    )
+    return sum(settle_job(job_id=job_id) for job_id in list(job_ids))
+
+
+def refund_job(*, job_id: str, reason: str) -> None:
+    """Refuted work: the caller gets back what it paid, the held earning is forfeited."""
+    job = Job.objects.filter(public_id=job_id).first()
+    if job is None:
+        return
+    paid = _net_charge(job_id)
+    account_id = _paying_account(job)
+    if paid > 0 and account_id is not None:
+        credit(account_id=account_id, amount=paid, kind=LedgerEntry.Kind.REFUND, job=job, note=reason)
+    hold = LedgerEntry.objects.filter(job=job, kind=LedgerEntry.Kind.HOLD).first()
+    if hold is not None:
+        balance = Account.objects.filter(pk=hold.account_id).values_list("balance", flat=True).get()
+        LedgerEntry.objects.create(account_id=hold.account_id, job=job, kind=LedgerEntry.Kind.FORFEIT, amount=0, balance_after=balance, note=reason[:200])
+
+
+def reprice_job(*, job_id: str, prompt_tokens: int, completion_tokens: int) -> None:
+    """Bill the verifier's token counts: when they cost less than what was charged, refund the difference."""
+    job = Job.objects.filter(public_id=job_id).first()
+    if job is None or (job.prompt_tokens, job.completion_tokens) == (prompt_tokens, completion_tokens):
+        return
+    Job.objects.filter(pk=job.pk).update(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+    job.prompt_tokens, job.completion_tokens = prompt_tokens, completion_tokens
+    paid, account_id = _net_charge(job_id), _paying_account(job)
+    if account_id is not None and job.charge_caller and paid > job_cost(job):
+        credit(account_id=account_id, amount=paid - job_cost(job), kind=LedgerEntry.Kind.REFUND, job=job, note="usage as the verifier counted it")
 
 
 def job_cost(job: Job) -> int:

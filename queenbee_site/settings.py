@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "stats",
     "finetune",
     "billing",
+    "trust",
 ]
 
 MIDDLEWARE = [
@@ -379,6 +380,28 @@ STATS_UNPROVEN_SHARE = env.float("STATS_UNPROVEN_SHARE", default=0.1)
 # Model size at which /worker/detail reports each worker's `perf` (the
 # original's 5: about a 7B model at 5 bits).
 STATS_REFERENCE_SIZE = env.float("STATS_REFERENCE_SIZE", default=5.0)
+
+# --- Trust (trust/services.py): verifying work of untrusted workers ---------------
+# Share of a verified identity's text jobs re-scored by another worker. 5%: a
+# worker that starts cheating on every job is checked within ~20 of them (on
+# average), and the network spends ~5% of a job's time per job on checks.
+TRUST_VERIFY_SHARE = env.float("TRUST_VERIFY_SHARE", default=0.05)
+# Operator-trusted identities are checked too, more rarely (0: never).
+TRUST_TRUSTED_VERIFY_SHARE = env.float("TRUST_TRUSTED_VERIFY_SHARE", default=0.01)
+# Passed verifications in a row that make a new (or suspect) identity verified.
+TRUST_PASSES_TO_VERIFY = env.int("TRUST_PASSES_TO_VERIFY", default=3)
+# Whose verdicts count: "good_standing" (verified or trusted identities, trusted
+# ones first) or "trusted" (only identities an operator trusted; the prompt of a
+# checked job then only ever reaches those).
+TRUST_VERIFIERS = env.str("TRUST_VERIFIERS", default="good_standing")
+# How long a verification waits in line for a free verifier. It runs after the
+# caller's answer, so waiting costs no caller anything; past it the job is
+# "unavailable" (a verified worker is paid, a new one's earning stays held).
+TRUST_VERIFY_QUEUE_TIMEOUT = env.float("TRUST_VERIFY_QUEUE_TIMEOUT", default=30.0)
+# A verifier never shares its checked worker's address (behind a proxy, set
+# TRUSTED_PROXIES so addresses are the workers' own). Off only where every
+# worker shares one address on purpose (the tests, all on 127.0.0.1).
+TRUST_VERIFIER_OTHER_ADDRESS = env.bool("TRUST_VERIFIER_OTHER_ADDRESS", default=True)
 
 # --- Billing (README "Billing") ----------------------------------------------------
 

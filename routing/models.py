@@ -70,6 +70,18 @@ class Job(models.Model):
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
     usage_estimated = models.BooleanField(default=False)
+    # The worker reported usage outside what it sent and was asked (trust/usage.py):
+    # Queenbee's own count was billed instead.
+    usage_corrected = models.BooleanField(default=False)
+    class Verification(models.TextChoices):
+        PENDING = "pending"
+        PASSED = "passed"
+        FAILED = "failed"
+        UNAVAILABLE = "unavailable"
+
+    verification = models.CharField(
+        max_length=12, blank=True, choices=Verification.choices, help_text="Empty: not checked (trust/services.py)."
+    )
     images = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     queue_seconds = models.FloatField(default=0)

@@ -214,6 +214,11 @@ class WorkerDetail(serializers.Serializer):
 
 
 worker_detail = extend_schema(
+    trust = serializers.ChoiceField(
+        choices=["new", "verified", "suspect", "quarantined", "trusted"], required=False,
+        help_text="Only for workers of the owner whose auth key is the query (or whose API key calls with query=user).",
+    )
+    trust_reason = serializers.CharField(required=False, allow_blank=True, help_text="Why, when not in good standing.")
     operation_id="listWorkerDetails", tags=["Workers"],
     parameters=[
         OpenApiParameter(

@@ -35,6 +35,8 @@ from billing import outbox
 from billing.services import record_and_bill
 from queenbee_site.db import on_db_threads
 from stats.services import JobOutcome, Recorded, record_outcome
+from trust import verify
+from trust.services import Check, plan_job
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,8 @@ class FinishedJob:
     outcome: JobOutcome | None  # None: nothing for stats (the caller left)
     fields: dict[str, Any]  # the Job row, without the proof-of-work flags
     bill_to: str = field(default="", repr=False)
+    check: Check | None = field(default=None, repr=False)  # a text job a verifier could re-score
+    verify: bool = False  # set when recorded: start its verification
 
 
 def write_batch(jobs: list[FinishedJob]) -> bool:
@@ -67,6 +71,11 @@ def write_batch(jobs: list[FinishedJob]) -> bool:
 
 
 def _write(job: FinishedJob) -> bool:
+    fields = dict(job.fields)
+    try:
+        job.verify = plan_job(worker_id=job.worker_id, fields=fields, checkable=job.check is not None)
+    except Exception:
+        log.exception("could not plan the verification of job %s", fields["public_id"])
     recorded = Recorded()
     if job.outcome is not None:
         try:
@@ -75,10 +84,11 @@ def _write(job: FinishedJob) -> bool:
             log.exception("could not record stats of job %s", job.fields["public_id"])
     proof = recorded.proof_of_work
     try:
-        fields = {**job.fields, "proof_of_work": proof, "charge_caller": not proof, "pay_worker": not proof}
+        fields = {**fields, "proof_of_work": proof, "charge_caller": not proof, "pay_worker": not proof}
         return record_and_bill(fields=fields, bill_to=job.bill_to)[1]
     except Exception:  # the answer was delivered; a lost record must not break it
         log.exception("could not record job %s", job.fields["public_id"])
+        job.verify = False
         return False
 
 
@@ -115,6 +125,9 @@ class Recorder:
             try:
                 if await _write_batch(batch):
                     outbox.ensure_delivery(wake=True)
+                for job in batch:
+                    if job.verify:
+                        verify.schedule(check=job.check, worker_id=job.worker_id)
                 return
             except Exception:
                 # The batch's transaction failed as a whole (SQLite: BEGIN or COMMIT;

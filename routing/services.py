@@ -23,6 +23,8 @@ from django.utils import timezone
 from billing import services as billing
 from queenbee_site import observe
 from stats.services import Failure, JobOutcome
+from trust import usage as usage_bounds
+from trust.services import Check
 from workers.dispatch import AllBusy, FrameTimeout, JobHandle, LayerDown, Timeouts, WorkerGone, claim_job
 from workers.services import Need, NoWorkerFits
 
@@ -34,9 +36,6 @@ from .models import Job
 
 log = logging.getLogger(__name__)
 
-# Characters per token when a worker reports no usage (OpenAI's rule of thumb);
-# such usage is marked estimated on the job.
-CHARS_PER_TOKEN = 4
 # Worker errors that mean the request itself is wrong: the model filter matches
 # several files, so no worker can do better.
 AMBIGUOUS_MODEL_MARKERS = ("Multiple files match", "specify a better filter")
@@ -80,7 +79,17 @@ class JobSpec:
 class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    estimated: bool = False
+    estimated: bool = False  # the worker reported none: Queenbee counted
+    corrected: bool = False  # the worker's report was out of bounds: Queenbee counted (trust/usage.py)
+
+    @classmethod
+    def bounded(cls, *, reported: "Usage | None", request: dict[str, Any], text: str, choices: int = 1, counted: int | None = None) -> "Usage":
+        """What may be billed: the worker's report within the bounds of what it sent and was asked."""
+        c = usage_bounds.bounded(
+            reported=(reported.prompt_tokens, reported.completion_tokens) if reported else None,
+            request=request, text=text, choices=choices, counted=counted,
+        )
+        return cls(c.prompt_tokens, c.completion_tokens, estimated=c.estimated, corrected=c.corrected)
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -219,7 +228,7 @@ def failure_of(exc: BaseException) -> str:
 STATS_KINDS = {Job.Kind.CHAT: "text", Job.Kind.EMBEDDINGS: "embeddings", Job.Kind.IMAGES: "image"}
 
 
-def record_job(*, spec: JobSpec, handle: JobHandle, public_id: str, status: str, error: str = "", attempts: int = 1, usage: Usage | None = None, images: int = 0, failure: str = "") -> None:
+def record_job(*, spec: JobSpec, handle: JobHandle, public_id: str, status: str, error: str = "", attempts: int = 1, usage: Usage | None = None, images: int = 0, failure: str = "", check: Check | None = None) -> None:
     """Log the finished job and hand its stats, record and charges to the batch writer."""
     usage = usage or Usage()
     observe.job_recorded(spec=spec, handle=handle, public_id=public_id, status=status, error=error, attempts=attempts, usage=usage)
@@ -242,7 +251,7 @@ def record_job(*, spec: JobSpec, handle: JobHandle, public_id: str, status: str,
             first_token_seconds=first_token,
             already_loaded=handle.claim.already_loaded,
         )
-    recorder.record(FinishedJob(worker_id=handle.claim.worker_id, outcome=outcome, bill_to=spec.caller.bill_to, fields=dict(
+    recorder.record(FinishedJob(worker_id=handle.claim.worker_id, outcome=outcome, bill_to=spec.caller.bill_to, check=check, fields=dict(
         public_id=public_id,
         kind=spec.kind,
         model=spec.model.name,
@@ -257,6 +266,7 @@ def record_job(*, spec: JobSpec, handle: JobHandle, public_id: str, status: str,
         prompt_tokens=usage.prompt_tokens,
         completion_tokens=usage.completion_tokens,
         usage_estimated=usage.estimated,
+        usage_corrected=usage.corrected,
         images=images,
         queue_seconds=handle.queue_seconds,
         first_token_seconds=first_token,
@@ -267,21 +277,35 @@ def record_job(*, spec: JobSpec, handle: JobHandle, public_id: str, status: str,
 # --- Usage ------------------------------------------------------------------------------
 
 
-def _text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
-    return ""
+def delivered_text(part: dict[str, Any]) -> str:
+    """The text of one choice (or stream delta): its content, or tool calls' names and arguments."""
+    if not isinstance(part, dict):
+        return ""
+    text = part.get("text")
+    if isinstance(text, str):
+        return text
+    content = part.get("content")
+    out = content if isinstance(content, str) else usage_bounds.text_of(content)
+    for call in part.get("tool_calls") or ():
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict):
+            out += str(function.get("name") or "") + str(function.get("arguments") or "")
+    return out
 
 
-def estimate_prompt_tokens(data: dict[str, Any]) -> int:
-    if "messages" in data:
-        text = "".join(_text_of(m.get("content")) for m in data["messages"])
-    else:
-        prompt = data.get("prompt") or data.get("input") or ""
-        text = prompt if isinstance(prompt, str) else "".join(prompt)
-    return max(1, len(text) // CHARS_PER_TOKEN)
+def check_of(job: "OpenedJob", *, text: str, finish_reason: Any) -> Check | None:
+    """What a verifier needs to re-score this text completion (None for other kinds)."""
+    if job.spec.kind != Job.Kind.CHAT:
+        return None
+    return Check(
+        job_id=job.public_id,
+        openai_url=job.spec.openai_url,
+        request={**job.spec.payload, "model": job.spec.model.for_worker(is_web=False)},
+        completion=text,
+        finish_reason=finish_reason if isinstance(finish_reason, str) else "",
+        need=job.spec.need,
+        seconds=time.monotonic() - job.handle.started_at,
+    )
 
 
 def usage_from(reply: dict[str, Any]) -> Usage | None:
@@ -313,13 +337,8 @@ def shape_completion(reply: dict[str, Any], job: OpenedJob, *, object_name: str)
     choices = reply.get("choices")
     if not isinstance(choices, list) or not choices:
         raise MalformedReply("The worker sent a malformed reply (no choices).")
-    usage = usage_from(reply)
-    if usage is None:
-        completion_text = "".join(
-            _text_of((c.get("message") or {}).get("content")) if isinstance(c, dict) and "message" in c else str(c.get("text", "")) if isinstance(c, dict) else ""
-            for c in choices
-        )
-        usage = Usage(estimate_prompt_tokens(job.spec.payload), max(0, len(completion_text) // CHARS_PER_TOKEN), estimated=True)
+    texts = [delivered_text(c.get("message") or c) if isinstance(c, dict) else "" for c in choices]
+    usage = Usage.bounded(reported=usage_from(reply), request=job.spec.payload, text="".join(texts), choices=len(choices))
     shaped = {
         **reply,
         "id": job.public_id,
@@ -339,7 +358,9 @@ async def complete(*, spec: JobSpec, prefix: str, object_name: str) -> dict[str,
     except ApiError as exc:
         record_job(spec=spec, handle=job.handle, public_id=job.public_id, status=Job.Status.FAILED, error=exc.message, attempts=job.attempts, failure=failure_of(exc))
         raise
-    record_job(spec=spec, handle=job.handle, public_id=job.public_id, status=Job.Status.SUCCEEDED, attempts=job.attempts, usage=usage)
+    first = reply["choices"][0] if isinstance(reply["choices"][0], dict) else {}
+    check = check_of(job, text=delivered_text(first.get("message") or first), finish_reason=first.get("finish_reason"))
+    record_job(spec=spec, handle=job.handle, public_id=job.public_id, status=Job.Status.SUCCEEDED, attempts=job.attempts, usage=usage, check=check)
     return reply
 
 
@@ -355,6 +376,8 @@ class StreamRelay:
         self.object_name = object_name
         self.completion_tokens = 0
         self.reported: Usage | None = None
+        self.texts: dict[int, list[str]] = {}  # what each choice delivered, for bounds and verification
+        self.finish_reason: Any = None
 
     def chunk(self, frame: dict[str, Any]) -> dict[str, Any]:
         choices = frame.get("choices")
@@ -368,14 +391,23 @@ class StreamRelay:
             delta = choice.get("delta") or {}
             if isinstance(delta, dict) and delta.get("content") or choice.get("text"):
                 self.completion_tokens += 1  # llama.cpp streams one token per chunk
+            index = choice.get("index", 0)
+            self.texts.setdefault(index if isinstance(index, int) else 0, []).append(delivered_text(delta if "text" not in choice else choice))
+            if index == 0 and choice.get("finish_reason"):
+                self.finish_reason = choice["finish_reason"]
         self.reported = usage_from(frame) or self.reported
         frame.pop("usage", None)
         return {**frame, "id": self.job.public_id, "object": self.object_name, "created": self.job.created, "model": self.job.spec.model.name}
 
+    def text(self, index: int | None = None) -> str:
+        parts = self.texts.get(index, []) if index is not None else [p for ps in self.texts.values() for p in ps]
+        return "".join(parts)
+
     def usage(self) -> Usage:
-        if self.reported:
-            return self.reported
-        return Usage(estimate_prompt_tokens(self.job.spec.payload), self.completion_tokens, estimated=True)
+        return Usage.bounded(
+            reported=self.reported, request=self.job.spec.payload, text=self.text(), choices=max(1, len(self.texts)),
+            counted=self.completion_tokens,
+        )
 
 
 async def stream(*, spec: JobSpec, prefix: str, object_name: str) -> AsyncIterator[str]:
@@ -391,7 +423,7 @@ async def stream(*, spec: JobSpec, prefix: str, object_name: str) -> AsyncIterat
 
 
 async def _relay(job: OpenedJob, relay: StreamRelay, slot: str | None = None) -> AsyncIterator[str]:
-    status, error, failure = Job.Status.CANCELLED, "", ""
+    status, error, failure, check = Job.Status.CANCELLED, "", "", None
     try:
         frame = job.first
         while frame:  # `{}` ends the stream
@@ -404,6 +436,7 @@ async def _relay(job: OpenedJob, relay: StreamRelay, slot: str | None = None) ->
             yield sse({"id": job.public_id, "object": relay.object_name, "created": job.created, "model": job.spec.model.name, "choices": [], "usage": relay.usage().as_dict()})
         yield sse("[DONE]")
         status = Job.Status.SUCCEEDED
+        check = check_of(job, text=relay.text(0), finish_reason=relay.finish_reason)
     except (WorkerGone, FrameTimeout, ApiError) as exc:
         api_error = exc if isinstance(exc, ApiError) else (
             WorkerTimedOut(f"Timed out: {exc}.") if isinstance(exc, FrameTimeout) else WorkerFailed(f"The worker disconnected mid-stream: {exc}.")
@@ -411,13 +444,13 @@ async def _relay(job: OpenedJob, relay: StreamRelay, slot: str | None = None) ->
         status, error, failure = Job.Status.FAILED, api_error.message, failure_of(exc)
         yield sse({"error": {"message": api_error.message, "type": api_error.type, "param": None, "code": api_error.code}})
     finally:
-        in_background(_finish(job, status=status, error=error, usage=relay.usage(), failure=failure, slot=slot))
+        in_background(_finish(job, status=status, error=error, usage=relay.usage(), failure=failure, slot=slot, check=check))
 
 
-async def _finish(job: OpenedJob, *, status: str, error: str, usage: Usage, failure: str = "", slot: str | None = None) -> None:
+async def _finish(job: OpenedJob, *, status: str, error: str, usage: Usage, failure: str = "", slot: str | None = None, check: Check | None = None) -> None:
     await billing.release_stream_slot(slot)
     await job.handle.abandon()
-    record_job(spec=job.spec, handle=job.handle, public_id=job.public_id, status=status, error=error, attempts=job.attempts, usage=usage, failure=failure)
+    record_job(spec=job.spec, handle=job.handle, public_id=job.public_id, status=status, error=error, attempts=job.attempts, usage=usage, failure=failure, check=check)
 
 
 # --- Embeddings and images ------------------------------------------------------------------
@@ -436,7 +469,7 @@ async def embeddings(*, spec: JobSpec) -> dict[str, Any]:
     if not isinstance(data, list) or not all(isinstance(d, dict) and "embedding" in d for d in data):
         record_job(spec=spec, handle=job.handle, public_id=job.public_id, status=Job.Status.FAILED, error="malformed embeddings reply", attempts=job.attempts, failure=Failure.GARBAGE)
         raise MalformedReply("The worker sent a malformed embeddings reply.")
-    usage = usage_from(reply) or Usage(estimate_prompt_tokens(spec.payload), 0, estimated=True)
+    usage = Usage.bounded(reported=usage_from(reply), request=spec.payload, text="")
     record_job(spec=spec, handle=job.handle, public_id=job.public_id, status=Job.Status.SUCCEEDED, attempts=job.attempts, usage=usage)
     return {
         "object": "list",

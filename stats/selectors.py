@@ -60,6 +60,9 @@ def worker_detail(*, query: str = "", caller_token: str = "") -> list[dict[str, 
     API key (`caller_token`).
     """
     connections = live_connections()
+    # Trust states are shown only to whoever proves ownership with a secret (an
+    # auth key, or the caller's own API key): a pubkey is public.
+    owner_hashes = {hash_secret(caller_token)} if query == "user" and caller_token else {hash_secret(query)} if query else set()
     if query == "user":
         connections = (
             connections.filter(worker__owner_key_hash=hash_secret(caller_token)) if caller_token else connections.none()
@@ -79,6 +82,9 @@ def worker_detail(*, query: str = "", caller_token: str = "") -> list[dict[str, 
             "worker__gpu_count",
             "worker__stats__inferences",
             "worker__stats__punished_until",
+            "worker__owner_key_hash",
+            "worker__trust_state",
+            "worker__trust_reason",
         )
     )
     bins: dict[int, dict[int, float]] = defaultdict(dict)
@@ -88,10 +94,12 @@ def worker_detail(*, query: str = "", caller_token: str = "") -> list[dict[str, 
         bins[worker_id][bin] = value
     now = timezone.now()
     entries = []
-    for state, worker_id, version, capabilities_text, gpu_count, inferences, punished_until in rows:
+    for state, worker_id, version, capabilities_text, gpu_count, inferences, punished_until, owner, trust, reason in rows:
         perf = ema.estimate(bins.get(worker_id, {}), settings.STATS_REFERENCE_SIZE)
+        owned = {"trust": trust, "trust_reason": reason} if owner and owner in owner_hashes else {}
         entries.append(
             {
+                **owned,
                 "busy": state != Connection.State.FREE,
                 "worker_version": version,
                 "capabilities": [c for c in capabilities_text.split(",") if c],

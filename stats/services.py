@@ -36,6 +36,7 @@ class Failure(enum.StrEnum):
     TIMEOUT = "timeout"  # no first token, or a gap between tokens, in time
     DISCONNECT = "disconnect"  # the socket closed mid-job
     SLOW = "slow"  # finished, but far slower than any worker should be
+    REFUTED = "refuted"  # its answer failed verification (trust/)
 
 
 @dataclass(frozen=True)
@@ -173,6 +174,13 @@ def punish(*, worker_id: int, reason: str, now: datetime | None = None) -> None:
         update=_punishment(reason, now),
         create=_punishment(reason, now, existing=False),
     )
+
+
+def forget_speed(*, worker_id: int, reason: str) -> None:
+    """Refuted work must not count towards the routing: drop the worker's speed
+    estimates (it is measured afresh, from the cluster's estimate) and punish it."""
+    SizeBin.objects.filter(worker_id=worker_id).delete()
+    punish(worker_id=worker_id, reason=reason)
 
 
 def punish_connection(*, connection_id: int, reason: str) -> None:

@@ -94,6 +94,7 @@ def connect_message(
     slug: str,
     auth_key: str,
     ln_address: str,
+    features: list[str] | None = None,
 ) -> dict[str, Any]:
     """The original worker's connect message, in its wire order, signed before the GPUs are filled in."""
     msg: dict[str, Any] = {
@@ -116,6 +117,8 @@ def connect_message(
         "web_gpus": [],
         "models": models,
     }
+    if features:
+        msg["features"] = features  # Queenbee's additive field; the original sends none
     if privkey:
         msg["sig"] = sign_connect_message(msg, privkey)
     if gpu_memory_mib:
@@ -138,6 +141,7 @@ class FakeWorker:
     slug: str = ""
     auth_key: str = ""
     ln_address: str = "DONT_PAY_ME"
+    features: list[str] = field(default_factory=list)
     signed: bool = True
     privkey: bytes = field(default_factory=lambda: os.urandom(32))
     jobs: list[dict[str, Any]] = field(default_factory=list)
@@ -179,6 +183,7 @@ class FakeWorker:
             slug=self.slug,
             auth_key=self.auth_key,
             ln_address=self.ln_address,
+            features=self.features,
         )
 
     def start(self, first_frame: str | bytes | None = None) -> "FakeWorker":

@@ -13,8 +13,11 @@ class ConnectionInline(admin.TabularInline):
 
 @admin.register(Worker)
 class WorkerAdmin(admin.ModelAdmin):
-    list_display = ("short_name", "live", "worker_version", "capabilities", "gpu_count", "ram_gb", "disk_space_mib", "last_seen")
-    list_filter = ("ephemeral", "worker_version")
+    list_display = (
+        "short_name", "live", "trust_state", "worker_version", "capabilities", "gpu_count", "ram_gb", "disk_space_mib", "last_seen",
+    )
+    # Suspects and quarantined identities: filter by trust state.
+    list_filter = ("trust_state", "ephemeral", "worker_version")
     search_fields = ("identity", "pubkey")
     exclude = ("owner_key_hash",)
     readonly_fields = [f.name for f in Worker._meta.fields if f.name != "owner_key_hash"]

@@ -109,7 +109,7 @@ class WorkerConsumer(ResilientConsumer):
         self.process_id = await registry.ensure()
         try:
             self.worker_id, self.connection_id = await _register(
-                process_id=self.process_id, channel_name=self.channel_name, info=info
+                process_id=self.process_id, channel_name=self.channel_name, info=info, address=self.guard.ip or ""
             )
         except services.ProcessGone:
             await registry.forget(self.process_id)

@@ -32,6 +32,18 @@ class ServerProcess(models.Model):
         return self.name
 
 
+class TrustState(models.TextChoices):
+    NEW = "new"  # every job verified, earnings held
+    VERIFIED = "verified"  # passed its first verifications; a share of its work is checked
+    SUSPECT = "suspect"  # failed a check: every job verified again, earnings held
+    QUARANTINED = "quarantined"  # gets no jobs until an operator releases it
+    TRUSTED = "trusted"  # by the operator
+
+
+# Identities whose work and verdicts count as in good standing.
+GOOD_STANDING = (TrustState.VERIFIED, TrustState.TRUSTED)
+
+
 class Worker(models.Model):
     """A worker identity (`pubkey[:slug]`) and what it last said about itself."""
 
@@ -51,6 +63,10 @@ class Worker(models.Model):
     gpus = models.JSONField(default=dict)
     gpu_count = models.PositiveIntegerField(default=0)
     advertised_models = models.JSONField(default=list)
+    # Trust (trust/services.py moves it; its history is trust.TrustEvent). Kept
+    # on the identity because every claim filters on it.
+    trust_state = models.CharField(max_length=12, choices=TrustState.choices, default=TrustState.NEW, db_index=True)
+    trust_reason = models.CharField(max_length=300, blank=True)
     first_seen = models.DateTimeField(auto_now_add=True)
     last_seen = models.DateTimeField(auto_now=True)
 
@@ -87,6 +103,8 @@ class Connection(models.Model):
     ram_bytes = models.PositiveBigIntegerField(default=0)
     disk_space_mib = models.PositiveBigIntegerField(default=0)
     advertised_models = models.JSONField(default=list)
+    # Where the socket comes from, so a verifier is never at its checked worker's address.
+    address = models.CharField(max_length=64, blank=True)
     current_model = models.CharField(max_length=300, blank=True)
     job_id = models.CharField(max_length=64, blank=True)
     reply_channel = models.CharField(max_length=200, blank=True)

@@ -22,6 +22,10 @@ MAX_PAYOUT = 255
 MAX_MODEL_NAME = 300
 MAX_CAPABILITIES = 16  # their joined text has a 500-character column
 MAX_CAPABILITY = 24
+# Queenbee's additive connect field `features`: abilities beyond the original
+# protocol (e.g. "verify"). Only workers that announce one get its jobs.
+MAX_FEATURES = 16
+KNOWN_FEATURES = ("verify",)
 
 
 class ProtocolError(Exception):
@@ -117,6 +121,7 @@ class ConnectInfo:
     cl_gpus: tuple[GpuInfo, ...]
     web_gpus: tuple[GpuInfo, ...]
     models: tuple[str, ...]
+    features: tuple[str, ...] = ()
 
     @property
     def identity(self) -> str:
@@ -249,4 +254,8 @@ def parse_connect_message(msg: dict[str, Any]) -> ConnectInfo:
         cl_gpus=_gpus(msg, "cl_gpus"),
         web_gpus=_gpus(msg, "web_gpus"),
         models=_str_list(msg, "models", max_length=MAX_MODEL_NAME),
+        # Unknown features are ignored, so a newer worker still connects.
+        features=tuple(
+            f for f in _str_list(msg, "features", max_items=MAX_FEATURES, max_length=MAX_CAPABILITY) if f in KNOWN_FEATURES
+        ),
     )

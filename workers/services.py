@@ -21,7 +21,7 @@ from queenbee_site import compiled
 
 from . import choice
 from .liveness import live_connections
-from .models import Connection, ServerProcess, Worker
+from .models import GOOD_STANDING, Connection, ServerProcess, TrustState, Worker
 from .protocol import ConnectInfo, version_key
 
 # Free candidates fetched per claim. Enough to rank well; bounded so 10,000 idle
@@ -59,6 +59,11 @@ class Need:
     user_id: str = ""
     exclude_workers: frozenset[int] = field(default_factory=frozenset)
     gpu_factor: float = 1.0  # fine-tuning needs several times the inference memory
+    # A verification job's: not the checked worker's owner (hash of its auth key)
+    # or address, and only identities in one of these trust states.
+    exclude_owner: str = ""
+    exclude_address: str = ""
+    trust_states: tuple[str, ...] = ()
 
     @property
     def gpu_mib(self) -> float:
@@ -81,13 +86,19 @@ class Need:
             "user_id": self.user_id,
             "exclude_workers": sorted(self.exclude_workers),
             "gpu_factor": self.gpu_factor,
+            "exclude_owner": self.exclude_owner,
+            "exclude_address": self.exclude_address,
+            "trust_states": list(self.trust_states),
         }
 
     @classmethod
     def from_dict(cls, data: dict) -> "Need":
-        return cls(
-            **{**data, "capabilities": tuple(data["capabilities"]), "exclude_workers": frozenset(data["exclude_workers"])}
-        )
+        return cls(**{
+            **data,
+            "capabilities": tuple(data["capabilities"]),
+            "exclude_workers": frozenset(data["exclude_workers"]),
+            "trust_states": tuple(data.get("trust_states", ())),
+        })
 
     def fits(self, c: "ConnectionFacts") -> bool:
         """The Python twin of `fitting_connections`' SQL filter, for one connection.
@@ -107,6 +118,12 @@ class Need:
         if self.user_id and c.owner_key_hash != hash_secret(f"uid:{self.user_id}"):
             return False
         if c.worker_id in self.exclude_workers:
+            return False
+        if c.trust_state == TrustState.QUARANTINED or self.trust_states and c.trust_state not in self.trust_states:
+            return False
+        if self.exclude_owner and c.owner_key_hash == self.exclude_owner:
+            return False
+        if self.exclude_address and c.address == self.exclude_address:
             return False
         if self.worker_kind == "web":
             return c.is_web and c.ram_bytes > self.size * GPU_RAM_BYTES_PER_SIZE
@@ -147,10 +164,13 @@ class ConnectionFacts:
     identity: str
     slug: str
     owner_key_hash: str
+    trust_state: str
+    address: str
 
     FIELDS = (
         "worker_id", "capabilities_text", "version_key", "is_web", "gpu_memory_mib", "ram_bytes",
         "disk_space_mib", "worker__pubkey", "worker__identity", "worker__slug", "worker__owner_key_hash",
+        "worker__trust_state", "address",
     )
 
 
@@ -163,7 +183,7 @@ class Claim:
     already_loaded: bool
 
 
-def register_connection(*, process_id: int, channel_name: str, info: ConnectInfo) -> tuple[int, int]:
+def register_connection(*, process_id: int, channel_name: str, info: ConnectInfo, address: str = "") -> tuple[int, int]:
     """Store the worker and its live connection; returns (worker_id, connection_id)."""
     identity = info.identity or f"anon-{uuid.uuid4().hex}"
     defaults = {
@@ -201,13 +221,15 @@ def register_connection(*, process_id: int, channel_name: str, info: ConnectInfo
                 worker=worker,
                 process_id=process_id,
                 channel_name=channel_name,
-                capabilities_text=Connection.capabilities_to_text(info.capabilities),
+                # Features are matched like capabilities ("verify" jobs need it).
+                capabilities_text=Connection.capabilities_to_text((*info.capabilities, *info.features)),
                 version_key=info.version_key,
                 is_web=info.is_web,
                 gpu_memory_mib=info.gpu_memory_mib,
                 ram_bytes=info.ram_bytes,
                 disk_space_mib=info.disk_space_mib,
                 advertised_models=list(info.models),
+                address=address[:64],
                 current_model=info.models[0] if info.models else "",
             ))
     except IntegrityError:
@@ -249,6 +271,14 @@ def fitting_connections(need: Need, *, now=None):
         qs = qs.filter(worker__owner_key_hash=hash_secret(f"uid:{need.user_id}"))
     if need.exclude_workers:
         qs = qs.exclude(worker_id__in=need.exclude_workers)
+    # A quarantined identity gets no jobs at all.
+    qs = qs.filter(worker__trust_state__in=need.trust_states) if need.trust_states else qs.exclude(
+        worker__trust_state=TrustState.QUARANTINED
+    )
+    if need.exclude_owner:
+        qs = qs.exclude(worker__owner_key_hash=need.exclude_owner)
+    if need.exclude_address:
+        qs = qs.exclude(address=need.exclude_address)
     if need.worker_kind == "web":
         return qs.filter(is_web=True, ram_bytes__gt=need.size * GPU_RAM_BYTES_PER_SIZE)
     if need.worker_kind == "cli":
@@ -295,7 +325,11 @@ def _free_candidates(need: Need, now) -> list[tuple]:
         .annotate(
             models_json=Cast("advertised_models", TextField()),
             punished=ExpressionWrapper(Q(worker__stats__punished_until__gt=now), output_field=BooleanField()),
-            proven=ExpressionWrapper(Q(worker__stats__proven_at__isnull=False), output_field=BooleanField()),
+            # Ranked by speed as proven only when in good standing: a new or
+            # suspect identity gets the unproven share of traffic, however fast.
+            proven=ExpressionWrapper(
+                Q(worker__stats__proven_at__isnull=False, worker__trust_state__in=GOOD_STANDING), output_field=BooleanField()
+            ),
         )
         .values_list(*CANDIDATE_FIELDS)[:CANDIDATE_LIMIT],
         now=now,

@@ -13,6 +13,7 @@ from conftest import wait_for
 from finetune.tests.conftest import start_ft_worker  # noqa: F401 (a fixture)
 from routing.models import ApiKey, Job, hash_key
 from testkit.server import QueenProcess, free_port
+from workers.models import TrustState, Worker
 
 MODEL = "TheBloke/vicuna-7B-v1.5-GGUF:Q4_K_M"
 HI = [{"role": "user", "content": "hi"}]
@@ -37,7 +38,8 @@ def make_account(django_db_setup, db_access):
 
 @pytest.fixture
 def proven_worker(start_worker, client):
-    """A worker whose proof-of-work job is done, so its next jobs are billed and paid.
+    """A worker whose proof-of-work job is done and whose identity is verified
+    (trust/), so its next jobs are billed and paid at once.
 
     Each gets a capability of its own; `.extra` routes a request to it.
     """
@@ -50,6 +52,7 @@ def proven_worker(start_worker, client):
         worker.extra = {"gpu_filter": {"capabilities": [capability]}}
         proof = client.chat.completions.create(model=MODEL, messages=HI, extra_body=worker.extra)
         wait_for(lambda: Job.objects.filter(public_id=proof.id, proof_of_work=True).exists(), what="proof of work recorded")
+        Worker.objects.filter(identity=worker.identity).update(trust_state=TrustState.VERIFIED)
         if script is not None:
             worker.script = script
         return worker

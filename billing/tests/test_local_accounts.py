@@ -129,6 +129,8 @@ def test_a_worker_owner_earns_a_share_except_for_proof_of_work(queen, client, ma
     caller, raw = make_account(credits=100)
     proof = sdk(queen, raw).chat.completions.create(model=MODEL, messages=HI, extra_body=extra)
     wait_for(lambda: Job.objects.filter(public_id=proof.id).exists(), what="proof job recorded")
+    # In good standing, so its earning is paid at once (trust/tests: how it gets there).
+    Worker.objects.filter(identity=worker.identity).update(trust_state="verified")
     paid = sdk(queen, raw).chat.completions.create(model=MODEL, messages=HI, extra_body=extra)
     wait_for(lambda: LedgerEntry.objects.filter(account=owner, kind="earning").exists(), what="earning")
     assert Job.objects.get(public_id=proof.id).proof_of_work

@@ -1,0 +1,130 @@
+"""Verification: a share of finished text jobs is re-scored by another worker, and the verdict moves trust and money."""
+
+import httpx
+import openai
+import pytest
+
+from billing.models import Account, LedgerEntry
+from billing.tests.conftest import charges_of, sdk
+from conftest import wait_for
+from routing.models import Job
+from testkit.fake_worker import chat_reply, stream_chunks
+from trust.models import TrustEvent, Verification
+from workers.models import TrustState, Worker
+
+from .conftest import HI, MODEL, liar, set_state, state_of, verifier_script, verify_jobs, wait_state
+
+
+def ask(queen, raw, lane, **kwargs):
+    return sdk(queen, raw).chat.completions.create(model=MODEL, messages=HI, extra_body={"gpu_filter": {"capabilities": [lane]}}, **kwargs)
+
+
+def owner_entries(auth_key: str, kind: str) -> list[LedgerEntry]:
+    from routing.models import hash_key
+
+    return list(LedgerEntry.objects.filter(account__worker_key_hash=hash_key(auth_key), kind=kind))
+
+
+def test_it_verifies_every_job_of_a_new_identity_and_pays_once_verified(queen, start_worker, verifier, make_account, lane):
+    worker = start_worker(capabilities=["llama-infer", lane], script=liar("a short honest answer"), auth_key=f"honest-{lane}")
+    account, raw = make_account(credits=1000)
+    replies = [ask(queen, raw, lane) for _ in range(4)]  # the first is the free proof of work
+    assert all(r.choices[0].message.content == "a short honest answer" for r in replies)
+    wait_state(worker, TrustState.VERIFIED)
+    assert len(verify_jobs(verifier)) >= 3
+    assert verify_jobs(verifier)[0]["openai_req"]["completion"] == "a short honest answer"
+    # While new its earnings were held; once verified they are paid.
+    wait_for(lambda: len(owner_entries(f"honest-{lane}", "earning")) == 3, what="held earnings paid")
+    # The proof of work earns nothing; the next two were held (a third is held too
+    # when it was recorded before the verdict that verified the identity).
+    assert len(owner_entries(f"honest-{lane}", "hold")) in (2, 3)
+    assert Job.objects.filter(public_id__in=[r.id for r in replies], verification="passed").count() >= 3
+    assert not LedgerEntry.objects.filter(account=account, kind="refund").exists()
+
+
+def test_a_worker_answering_random_words_is_refunded_refuted_and_quarantined(queen, start_worker, verifier, make_account, lane):
+    worker = start_worker(capabilities=["llama-infer", lane], script=liar("zebra quantum velvet lantern"), auth_key=f"liar-{lane}")
+    account, raw = make_account(credits=1000)
+    ask(queen, raw, lane)  # proof of work (free), refuted: new → suspect
+    wait_state(worker, TrustState.SUSPECT)
+    paid = ask(queen, raw, lane)
+    wait_state(worker, TrustState.QUARANTINED)
+    [charge] = wait_for(lambda: charges_of(account), what="charge")
+    [refund] = wait_for(lambda: list(LedgerEntry.objects.filter(account=account, kind="refund")), what="refund")
+    assert refund.job.public_id == paid.id and refund.amount == -charge.amount and "refuted" in refund.note
+    assert Account.objects.get(pk=account.pk).balance == 1000
+    assert not owner_entries(f"liar-{lane}", "earning")
+    assert owner_entries(f"liar-{lane}", "forfeit")
+    assert Verification.objects.get(job_id=paid.id).status == "failed"
+    assert [e.to_state for e in TrustEvent.objects.filter(worker__identity=worker.identity).order_by("created_at")] == ["suspect", "quarantined"]
+    # Quarantined: no jobs at all, even when it is the only worker that fits.
+    verifier.stop()
+    with pytest.raises(openai.APIStatusError) as raised:
+        ask(queen, raw, lane)
+    assert raised.value.status_code == 503
+
+
+def test_a_stream_is_verified_on_its_assembled_text(queen, start_worker, verifier, make_account, lane):
+    tokens = ["Hello", " from", " the", " worker"]
+    worker = start_worker(capabilities=["llama-infer", lane], script=lambda job: iter([*stream_chunks(tokens), {}]))
+    _, raw = make_account(credits=1000)
+    list(ask(queen, raw, lane, stream=True))
+    wait_for(lambda: verify_jobs(verifier), what="verification job")
+    assert verify_jobs(verifier)[0]["openai_req"]["completion"] == "Hello from the worker"
+    assert verify_jobs(verifier)[0]["openai_req"]["request"]["messages"] == HI
+    assert state_of(worker) == TrustState.NEW
+
+
+def test_an_original_worker_never_gets_a_verify_job_and_is_verified_by_others(queen, start_worker, verifier, make_account, lane):
+    original = start_worker(capabilities=["llama-infer", lane], auth_key=f"orig-{lane}")  # no `features`
+    set_state(verifier, TrustState.TRUSTED)
+    _, raw = make_account(credits=1000)
+    for _ in range(4):
+        ask(queen, raw, lane)
+    wait_state(original, TrustState.VERIFIED)
+    assert all(j["openai_url"] == "/v1/chat/completions" for j in original.jobs)
+
+
+def test_a_verifier_in_bad_standing_is_never_asked(queen, start_worker, make_account, lane):
+    suspect = start_worker(capabilities=["llama-infer"], features=["verify"], script=verifier_script)
+    set_state(suspect, TrustState.SUSPECT)
+    worker = start_worker(capabilities=["llama-infer", lane])
+    _, raw = make_account(credits=1000)
+    replies = [ask(queen, raw, lane) for _ in range(3)]
+    wait_for(lambda: Job.objects.filter(public_id__in=[r.id for r in replies], verification="unavailable").count() == 3, what="verifications given up")
+    assert not verify_jobs(suspect) and not verify_jobs(worker)
+
+
+def test_a_verifier_is_never_the_same_owner(queen, start_worker, make_account, lane):
+    checked = start_worker(capabilities=["llama-infer", lane], auth_key=f"same-{lane}")
+    mine = start_worker(capabilities=["llama-infer"], features=["verify"], script=verifier_script, auth_key=f"same-{lane}")
+    set_state(mine, TrustState.TRUSTED)
+    set_state(checked, TrustState.NEW)
+    _, raw = make_account(credits=1000)
+    reply = ask(queen, raw, lane)
+    job = wait_for(lambda: Job.objects.filter(public_id=reply.id).exclude(verification="pending").first(), what="verification decided")
+    assert job.worker.identity == checked.identity
+    assert job.verification == "unavailable" and not verify_jobs(mine)
+
+
+def test_an_owner_sees_the_trust_state_and_reason_through_worker_detail_and_nobody_else_does(queen, start_worker, db_access, lane):
+    worker = start_worker(capabilities=["llama-infer", lane], auth_key=f"owner-{lane}")
+    Worker.objects.filter(identity=worker.identity).update(trust_state=TrustState.SUSPECT, trust_reason="a job failed verification")
+    [mine] = httpx.get(f"{queen.url}/worker/detail", params={"query": f"owner-{lane}"}, timeout=10).json()
+    assert (mine["trust"], mine["trust_reason"]) == ("suspect", "a job failed verification")
+    # The pubkey is public: it finds the worker, not its trust state.
+    [by_pubkey] = httpx.get(f"{queen.url}/worker/detail", params={"query": worker.pubkey}, timeout=10).json()
+    assert "trust" not in by_pubkey
+    assert all("trust" not in w for w in httpx.get(f"{queen.url}/worker/detail", timeout=10).json())
+
+
+def test_the_operator_can_trust_quarantine_and_release_an_identity(start_worker, db_access, lane):
+    from trust import services
+
+    worker = start_worker(capabilities=["llama-infer", lane])
+    pk = Worker.objects.get(identity=worker.identity).pk
+    for state in (TrustState.QUARANTINED, TrustState.NEW, TrustState.TRUSTED):
+        services.set_state(worker_id=pk, state=state, by="admin")
+        assert state_of(worker) == state
+    events = TrustEvent.objects.filter(worker_id=pk).order_by("created_at")
+    assert [(e.kind, e.to_state) for e in events] == [("operator", "quarantined"), ("operator", "new"), ("operator", "trusted")]

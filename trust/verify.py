@@ -1,0 +1,113 @@
+"""Running one verification: claim a verifier, send it the checked text, judge its scores.
+
+Runs in a background task after the caller has its answer, so it never delays
+one. The verifier is claimed like any job (the same pool, the same waiting
+line), but only among identities whose verdicts count (trust/services.py).
+The job on the wire is Queenbee's additive `/queenbee/verify` (workerbee/verify.py
+documents it); only workers that announced the `verify` feature get it.
+"""
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from django.conf import settings
+
+from queenbee_site.db import on_db_threads
+from workers.dispatch import AllBusy, FrameTimeout, LayerDown, Timeouts, WorkerGone, claim_job
+from workers.services import NoWorkerFits
+
+from . import services, verdict
+
+log = logging.getLogger(__name__)
+
+VERIFY_URL = "/queenbee/verify"
+# Scores are one frame; a verifier that loads the model first may take a while.
+VERIFY_TIMEOUTS = Timeouts(first=120.0, gap=120.0, total=180.0)
+
+_tasks: set[asyncio.Task] = set()
+_need = on_db_threads(services.verifier_need)
+_start = on_db_threads(services.start_verification)
+_unavailable = on_db_threads(services.finish_unavailable)
+_apply = on_db_threads(services.apply_verdict)
+
+
+def schedule(*, check: services.Check, worker_id: int) -> None:
+    """Start verifying in the background (never awaited by a request)."""
+    task = asyncio.get_running_loop().create_task(run(check=check, worker_id=worker_id))
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
+
+
+async def run(*, check: services.Check, worker_id: int) -> None:
+    try:
+        await _start(check=check, worker_id=worker_id)
+        outcome = await _score(check=check, worker_id=worker_id)
+        if isinstance(outcome, str):
+            await _unavailable(job_id=check.job_id, reason=outcome)
+            return
+        verifier_id, scores, seconds = outcome
+        judged = verdict.decide(request=check.request, tokens=scores["tokens"], end=scores.get("end"), finish_reason=check.finish_reason)
+        await _apply(
+            job_id=check.job_id, verifier_id=verifier_id, verdict=judged, prompt_tokens=scores["prompt_tokens"],
+            completion_tokens=scores["completion_tokens"], seconds=seconds,
+        )
+    except Exception:
+        log.exception("verification of job %s failed", check.job_id)
+
+
+async def _score(*, check: services.Check, worker_id: int) -> tuple[int, dict[str, Any], float] | str:
+    """Ask a verifier for its scores: (verifier id, scores, seconds), or why nobody could."""
+    tiers = services.verifier_tiers()
+    reason = "no verifier in good standing serves this model"
+    for n, states in enumerate(tiers):
+        need = await _need(check=check, worker_id=worker_id, states=states)
+        if need is None:
+            return "the checked worker is gone"
+        last = n == len(tiers) - 1
+        try:
+            handle = await claim_job(need=need, queue_timeout=settings.TRUST_VERIFY_QUEUE_TIMEOUT if last else 0)
+        except (NoWorkerFits, AllBusy) as exc:
+            reason = str(exc)
+            continue
+        try:
+            started = time.monotonic()
+            await handle.send(
+                openai_url=VERIFY_URL,
+                openai_req={
+                    "model": check.request.get("model"), "request_url": check.openai_url, "request": check.request,
+                    "completion": check.completion,
+                },
+                ends_with_marker=False, max_seconds=VERIFY_TIMEOUTS.total,
+            )
+            reply = await anext(handle.frames(VERIFY_TIMEOUTS))
+        except (LayerDown, WorkerGone, FrameTimeout) as exc:
+            return f"the verifier failed: {exc}"
+        finally:
+            await handle.abandon()
+        scores = parse_scores(reply)
+        if scores is None:
+            return f"the verifier sent no usable scores: {str(reply)[:200]}"
+        return handle.claim.worker_id, scores, time.monotonic() - started
+    return reason
+
+
+def parse_scores(reply: Any) -> dict[str, Any] | None:
+    """The verifier's frame, checked: a verifier is a worker too, and may be hostile or broken."""
+    scores = reply.get("verification") if isinstance(reply, dict) else None
+    if not isinstance(scores, dict):
+        return None
+    tokens, end = scores.get("tokens"), scores.get("end")
+    counts = (scores.get("prompt_tokens"), scores.get("completion_tokens"))
+    if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
+        return None
+    if not isinstance(tokens, list) or not all(_is_score(t) for t in tokens):
+        return None
+    if end is not None and not _is_score(end):
+        return None
+    return {"tokens": tokens, "end": end, "prompt_tokens": counts[0], "completion_tokens": counts[1]}
+
+
+def _is_score(t: Any) -> bool:
+    return isinstance(t, list) and len(t) == 4 and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in t)
