@@ -6,6 +6,10 @@ then the coordinator sends job envelopes `{"openai_url", "openai_req"}` one at a
 time and the worker answers each with one frame, or with stream chunks ended by
 `{}`, or with `{"error", "error_type"}`.
 
+Queenbee's additive extension: the connect message ends with `"features":
+["verify"]`, and a worker announcing it may get `/queenbee/verify` jobs
+(wire format in verify.py), answered with one `{"verification": ...}` frame.
+
 Unlike the original, a lost connection is retried with exponential backoff and
 jitter (the original looped tightly against a refused port), the hardware report
 is measured again for each connection, and stop() ends the process cleanly: the
@@ -32,6 +36,9 @@ from .inference import Engine, LlamaSettings
 log = logging.getLogger(__name__)
 
 CAPABILITIES = ["llama-infer"]
+# Queenbee's extensions of the protocol this worker serves: "verify" is the
+# /queenbee/verify job (teacher-forced scoring of another worker's completion).
+FEATURES = ["verify"]
 # The original worker's keepalive: a ping every 10 s, and up to 120 s for its pong,
 # because a coordinator busy relaying other workers' streams may answer late.
 PING_INTERVAL = 10.0
@@ -127,6 +134,7 @@ class Worker:
             auth_key=self.config.auth_key,
             hardware=hardware.measure(self.places.models_dir),
             models=self.advertised_models(),
+            features=FEATURES,
         )
 
     # --- Lifecycle ---------------------------------------------------------------

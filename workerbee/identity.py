@@ -64,8 +64,13 @@ def connect_message(
     auth_key: str,
     hardware: HardwareReport,
     models: list[str],
+    features: list[str],
 ) -> dict[str, Any]:
-    """The first frame of every connection, in the original's field order and units."""
+    """The first frame of every connection, in the original's field order and units.
+
+    `features` is Queenbee's additive field (after all of the original's, and signed
+    with them): abilities beyond the original protocol, such as "verify".
+    """
     message: dict[str, Any] = {
         "worker_version": version,
         "capabilities": capabilities,
@@ -80,6 +85,7 @@ def connect_message(
         "vram": hardware.ram_bytes,  # the original's name for available system RAM
         **copy.deepcopy(UNSIGNED_GPU_FIELDS),
         "models": models,
+        "features": features,
     }
     message["sig"] = sign(message, privkey)
     if hardware.nv_gpus:

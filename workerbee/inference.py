@@ -22,6 +22,7 @@ from typing import Any
 
 from .catalog import Places, resolve
 from .generation import Generation, Sampling, stop_list
+from .verify import completion_tokens, eog_tokens, teacher_force
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,9 @@ Reply = dict[str, Any] | Iterator[dict[str, Any]]
 
 # OpenAI's default for /v1/completions; chat has no limit but the context window.
 COMPLETIONS_MAX_TOKENS = 16
+# The job that scores another worker's completion (see verify.py); not an OpenAI URL.
+VERIFY_URL = "/queenbee/verify"
+VERIFIABLE_URLS = ("/v1/chat/completions", "/v1/completions")
 
 
 class UnsupportedJob(ValueError):
@@ -92,6 +96,7 @@ class Engine:
         self._path: Path | None = None
         self._llm: Any = None
         self._embedder: Any = None
+        self._eog: list[int] | None = None  # the loaded model's end-of-generation tokens, for verify
 
     # --- Models --------------------------------------------------------------
 
@@ -130,7 +135,7 @@ class Engine:
         for llm in (self._llm, self._embedder):
             if llm is not None:
                 llm.close()
-        self._llm = self._embedder = self._path = self.loaded_name = None
+        self._llm = self._embedder = self._path = self.loaded_name = self._eog = None
 
     # --- Jobs ------------------------------------------------------------------
 
@@ -144,12 +149,14 @@ class Engine:
             return self.completions(req)
         if openai_url == "/v1/embeddings":
             return self.embeddings(req)
+        if openai_url == VERIFY_URL:
+            return self.verify(req)
         raise UnsupportedJob(f"This worker does not serve {openai_url}")
 
     def chat(self, req: dict[str, Any]) -> Reply:
         llm = self._load(req["model"])
         prompt = self._chat_prompt(llm, req.get("messages") or [])
-        tokens = llm.tokenize(prompt.text.encode("utf-8"), add_bos=not prompt.has_bos, special=True)
+        tokens = self._chat_tokens(llm, prompt)
         generation = Generation(
             llm,
             tokens,
@@ -179,6 +186,14 @@ class Engine:
         last = reply.chunk([{"index": 0, "delta": {}, "logprobs": None, "finish_reason": generation.finish_reason}])
         yield {**last, "usage": usage(len(generation.prompt_tokens), generation.completion_tokens)}
 
+    @staticmethod
+    def _chat_tokens(llm: Any, prompt: ChatPrompt) -> list[int]:
+        return llm.tokenize(prompt.text.encode("utf-8"), add_bos=not prompt.has_bos, special=True)
+
+    @staticmethod
+    def _prompt_tokens(llm: Any, prompt: str) -> list[int]:
+        return llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+
     def _chat_prompt(self, llm: Any, messages: list[dict[str, Any]]) -> ChatPrompt:
         template = llm.metadata.get("tokenizer.chat_template")
         if not template:
@@ -200,7 +215,7 @@ class Engine:
         reply = Shape(req["model"], "cmpl", "text_completion")
         generations = []
         for prompt in prompts:
-            tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+            tokens = self._prompt_tokens(llm, prompt)
             generations.append(
                 Generation(
                     llm,
@@ -243,6 +258,44 @@ class Engine:
             raise ValueError("input must be a string or a list of strings")
         result = llm.create_embedding(inputs, model=req["model"])
         return {**result, "model": req["model"]}
+
+    def verify(self, req: dict[str, Any]) -> Reply:
+        """Score another worker's completion of `request` token by token (teacher forcing).
+
+        The prompt is tokenized exactly as chat() or completions() would for the same
+        request; the sampling fields of the request are ignored, since the scores are
+        the model's raw distribution. Ending after the completion is scored over the
+        ways a generation ends: an end-of-generation token, or the first token of a
+        stop sequence (the request's, or the chat prompt's own).
+        """
+        request, completion, request_url = req.get("request"), req.get("completion"), req.get("request_url")
+        if request_url not in VERIFIABLE_URLS:
+            raise ValueError(f"request_url must be one of {', '.join(VERIFIABLE_URLS)}")
+        if not isinstance(request, dict):
+            raise ValueError("request must be the original request object")
+        if not isinstance(completion, str):
+            raise ValueError("completion must be a string")
+        stops = stop_list(request.get("stop"))
+        if request_url == "/v1/chat/completions":
+            messages = request.get("messages")
+            if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+                raise ValueError("request.messages must be a list of messages")
+            llm = self._load(req["model"])
+            prompt = self._chat_prompt(llm, messages)
+            prompt_tokens, stops = self._chat_tokens(llm, prompt), stops + prompt.stop
+        else:
+            prompt = request.get("prompt") or ""
+            if isinstance(prompt, list):
+                prompt = prompt[0]  # the completion checked is choice 0
+            if not isinstance(prompt, str):
+                raise ValueError("request.prompt must be a string or a list of strings")
+            llm = self._load(req["model"])
+            prompt_tokens = self._prompt_tokens(llm, prompt)
+        if self._eog is None:
+            self._eog = eog_tokens(llm)
+        ends = sorted(set(self._eog) | {tokens[0] for stop in stops if (tokens := completion_tokens(llm, stop))})
+        result = teacher_force(llm, prompt_tokens, completion_tokens(llm, completion), ends=ends, should_stop=self.should_stop)
+        return {"verification": result.as_dict()}
 
 
 def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:

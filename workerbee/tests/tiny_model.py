@@ -7,6 +7,10 @@ prefixes (the SPM tokenizer only merges pairs whose join is in the vocabulary).
 Every token string is unique: llama.cpp aborts the process on duplicates.
 The end-of-sequence row of the output matrix is zero, so greedy decoding
 practically never ends early and token counts are predictable.
+
+`words_only=True` zeroes every output row but the whole words ("▁hello"): greedy
+decoding then writes words that the tokenizer splits back into the very tokens
+sampled (the verify tests need that round trip); `chat_template` adds one.
 """
 
 from pathlib import Path
@@ -43,7 +47,7 @@ def vocabulary() -> tuple[list[str], list[float], list[int]]:
     return tokens, scores, [int(t) for t in types]
 
 
-def write_tiny_llama(path: Path, *, seed: int = 1234) -> Path:
+def write_tiny_llama(path: Path, *, seed: int = 1234, words_only: bool = False, chat_template: str = "") -> Path:
     import gguf
     import numpy as np
 
@@ -75,10 +79,15 @@ def write_tiny_llama(path: Path, *, seed: int = 1234) -> Path:
     writer.add_eos_token_id(2)
     writer.add_add_bos_token(True)
     writer.add_add_eos_token(False)
+    if chat_template:
+        writer.add_chat_template(chat_template)
 
     ones = np.ones(N_EMBD, dtype=np.float32)
     output = weights(n_vocab, N_EMBD, std=0.5)
     output[2] = 0.0  # </s>
+    if words_only:
+        whole = {"▁" + word for word in WORDS}
+        output[[i for i, token in enumerate(tokens) if token not in whole]] = 0.0
     writer.add_tensor("token_embd.weight", weights(n_vocab, N_EMBD, std=1.0))
     writer.add_tensor("output_norm.weight", ones)
     writer.add_tensor("output.weight", output)
