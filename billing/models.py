@@ -118,6 +118,9 @@ class OutboxMessage(models.Model):
     """
 
     class State(models.TextChoices):
+        # Waiting for its job's verification: sent once the job passes (or nobody
+        # could check it), never when it is refuted (trust/services.py).
+        HELD = "held"
         PENDING = "pending"
         DELIVERED = "delivered"
         GAVE_UP = "gave_up"

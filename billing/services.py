@@ -144,8 +144,10 @@ def bill_job(*, job: Job, bill_to: str = "") -> bool:
     if settings.BILLING_URL:
         if not job.charge_caller or not bill_to:
             return False
-        OutboxMessage.objects.create(job=job, payload=complete_command(job=job, bill_to=bill_to), next_attempt_at=timezone.now())
-        return True
+        # A job under verification is billed remotely only once it is not refuted.
+        state = OutboxMessage.State.HELD if job.verification else OutboxMessage.State.PENDING
+        OutboxMessage.objects.create(job=job, payload=complete_command(job=job, bill_to=bill_to), state=state, next_attempt_at=timezone.now())
+        return state == OutboxMessage.State.PENDING
     account_id = _paying_account(job)
     if account_id is None or not job.charge_caller:
         return False
@@ -217,6 +219,7 @@ def refund_job(*, job_id: str, reason: str) -> None:
     job = Job.objects.filter(public_id=job_id).first()
     if job is None:
         return
+    _drop_held_complete(job=job, reason=reason)
     paid = _net_charge(job_id)
     account_id = _paying_account(job)
     if paid > 0 and account_id is not None:
@@ -225,6 +228,28 @@ def refund_job(*, job_id: str, reason: str) -> None:
     if hold is not None:
         balance = Account.objects.filter(pk=hold.account_id).values_list("balance", flat=True).get()
         LedgerEntry.objects.create(account_id=hold.account_id, job=job, kind=LedgerEntry.Kind.FORFEIT, amount=0, balance_after=balance, note=reason[:200])
+
+
+def send_held_complete(*, job_id: str) -> bool:
+    """A remote backend's `complete` for a job that was not refuted: send it, with the
+    usage as billed now (the verifier's count). True if one was waiting."""
+    message = OutboxMessage.objects.filter(job__public_id=job_id, state=OutboxMessage.State.HELD).select_related("job__worker").first()
+    if message is None:
+        return False
+    payload = complete_command(job=message.job, bill_to=message.payload.get("bill_to_token", ""))
+    OutboxMessage.objects.filter(pk=message.pk, state=OutboxMessage.State.HELD).update(
+        state=OutboxMessage.State.PENDING, payload=payload, next_attempt_at=timezone.now()
+    )
+    return True
+
+
+def _drop_held_complete(*, job: Job, reason: str) -> None:
+    """Refuted work is never billed remotely: its `complete` is not sent, and says why."""
+    message = OutboxMessage.objects.filter(job=job, state=OutboxMessage.State.HELD).first()
+    if message is not None:
+        OutboxMessage.objects.filter(pk=message.pk).update(
+            state=OutboxMessage.State.GAVE_UP, payload={**message.payload, "bill_to_token": ""}, last_error=f"not billed: {reason}"[:500]
+        )
 
 
 def reprice_job(*, job_id: str, prompt_tokens: int, completion_tokens: int) -> None:

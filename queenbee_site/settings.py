@@ -403,6 +403,19 @@ TRUST_VERIFY_QUEUE_TIMEOUT = env.float("TRUST_VERIFY_QUEUE_TIMEOUT", default=30.
 # worker shares one address on purpose (the tests, all on 127.0.0.1).
 TRUST_VERIFIER_OTHER_ADDRESS = env.bool("TRUST_VERIFIER_OTHER_ADDRESS", default=True)
 
+# Canaries (trust/canaries.py): prompts whose temperature-0 answer an operator-
+# trusted worker gave, sent to other workers while they are free and compared.
+# At most this share of a worker's time goes to canaries (0: none are sent): 2%
+# is a canary of ~2 s every ~100 s of a worker's connected time at most.
+TRUST_CANARY_SHARE = env.float("TRUST_CANARY_SHARE", default=0.02)
+# How often each process looks for free workers due a canary (seconds; 0: never).
+TRUST_CANARY_INTERVAL = env.float("TRUST_CANARY_INTERVAL", default=60.0)
+# A canary's answer length: short, so a canary costs little.
+TRUST_CANARY_MAX_TOKENS = env.int("TRUST_CANARY_MAX_TOKENS", default=32)
+# Share of the known answer's words (in order) an answer must match to pass.
+TRUST_CANARY_MIN_AGREEMENT = env.float("TRUST_CANARY_MIN_AGREEMENT", default=0.3)
+# Your own canary prompts (separated by "|"), instead of the public built-in ones.
+TRUST_CANARY_PROMPTS = [p.strip() for p in env.str("TRUST_CANARY_PROMPTS", default="").split("|") if p.strip()]
 # --- Billing (README "Billing") ----------------------------------------------------
 
 # A remote billing backend speaking the original's `check`/`complete` commands.

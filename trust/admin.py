@@ -4,7 +4,7 @@ from workers.admin import WorkerAdmin
 from workers.models import TrustState, Worker
 
 from . import services
-from .models import TrustEvent, Verification
+from .models import Canary, CanaryRun, TrustEvent, Verification
 
 
 @admin.register(TrustEvent)
@@ -21,6 +21,26 @@ class VerificationAdmin(admin.ModelAdmin):
     list_filter = ("status",)
     search_fields = ("job_id", "worker__identity")
     readonly_fields = [f.name for f in Verification._meta.fields]
+
+
+@admin.register(Canary)
+class CanaryAdmin(admin.ModelAdmin):
+    """Known answers; delete one to have it learned again from a trusted worker."""
+
+    list_display = ("model", "prompt", "answer", "answered_by", "created_at")
+    search_fields = ("model", "prompt")
+    readonly_fields = [f.name for f in Canary._meta.fields]
+
+
+@admin.register(CanaryRun)
+class CanaryRunAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "worker", "canary", "passed", "agreement", "seconds")
+    list_filter = ("passed",)
+    search_fields = ("worker__identity", "canary__model")
+    readonly_fields = [f.name for f in CanaryRun._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
 
 
 class TrustEventInline(admin.TabularInline):

@@ -71,7 +71,7 @@ def plan_job(*, worker_id: int, fields: dict[str, Any], checkable: bool) -> bool
     if state is None:
         return False
     if fields.get("usage_corrected"):
-        _strike(worker_id, kind=TrustEvent.Kind.USAGE, job_id=fields["public_id"], detail="reported usage outside what it sent and was asked")
+        strike(worker_id, kind=TrustEvent.Kind.USAGE, job_id=fields["public_id"], detail="reported usage outside what it sent and was asked")
     verify = checkable and fields.get("status") == "succeeded" and _rng.random() < verify_share(state)
     if verify:
         fields["verification"] = Verification.Status.PENDING
@@ -93,7 +93,7 @@ def _move(worker: Worker, to: str, *, kind: str, job_id: str = "", detail: str =
         log.info("worker %s is now %s: %s", worker.short_name, to, detail)
 
 
-def _strike(worker_id: int, *, kind: str, job_id: str, detail: str) -> None:
+def strike(worker_id: int, *, kind: str, job_id: str, detail: str) -> None:
     """A refutation or usage violation: new/verified → suspect, suspect → quarantined."""
     with transaction.atomic():
         worker = Worker.objects.select_for_update().get(pk=worker_id)
@@ -117,6 +117,7 @@ def finish_unavailable(*, job_id: str, reason: str) -> None:
         verification.status, verification.reason, verification.finished_at = Verification.Status.UNAVAILABLE, reason[:300], timezone.now()
         verification.save()
         billing.set_verification(job_id=job_id, status=Verification.Status.UNAVAILABLE)
+        billing.send_held_complete(job_id=job_id)
         if in_good_standing(verification.worker_id):
             billing.settle_job(job_id=job_id)
 
@@ -141,10 +142,11 @@ def apply_verdict(
         if verdict.passed:
             # The verifier tokenized the text with the real model: its count is billed.
             billing.reprice_job(job_id=job_id, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+            billing.send_held_complete(job_id=job_id)
             _passed(worker_id, job_id=job_id)
         else:
             billing.refund_job(job_id=job_id, reason=f"refuted by verification: {verdict.reason}")
-            _strike(worker_id, kind=TrustEvent.Kind.REFUTED, job_id=job_id, detail=f"a job failed verification: {verdict.reason}")
+            strike(worker_id, kind=TrustEvent.Kind.REFUTED, job_id=job_id, detail=f"a job failed verification: {verdict.reason}")
             stats.forget_speed(worker_id=worker_id, reason=stats.Failure.REFUTED)
 
 
@@ -156,7 +158,7 @@ def _passed(worker_id: int, *, job_id: str) -> None:
     if worker.trust_state not in (TrustState.NEW, TrustState.SUSPECT):
         return
     last_strike = (
-        TrustEvent.objects.filter(worker_id=worker_id, kind__in=(TrustEvent.Kind.REFUTED, TrustEvent.Kind.USAGE, TrustEvent.Kind.OPERATOR))
+        TrustEvent.objects.filter(worker_id=worker_id, kind__in=(TrustEvent.Kind.REFUTED, TrustEvent.Kind.USAGE, TrustEvent.Kind.CANARY, TrustEvent.Kind.OPERATOR))
         .values_list("created_at", flat=True)
         .first()
     )

@@ -14,6 +14,7 @@ from typing import Any
 
 from django.conf import settings
 
+from billing import outbox
 from queenbee_site.db import on_db_threads
 from workers.dispatch import AllBusy, FrameTimeout, LayerDown, Timeouts, WorkerGone, claim_job
 from workers.services import NoWorkerFits
@@ -46,6 +47,7 @@ async def run(*, check: services.Check, worker_id: int) -> None:
         outcome = await _score(check=check, worker_id=worker_id)
         if isinstance(outcome, str):
             await _unavailable(job_id=check.job_id, reason=outcome)
+            _wake_remote_billing()
             return
         verifier_id, scores, seconds = outcome
         judged = verdict.decide(request=check.request, tokens=scores["tokens"], end=scores.get("end"), finish_reason=check.finish_reason)
@@ -53,8 +55,15 @@ async def run(*, check: services.Check, worker_id: int) -> None:
             job_id=check.job_id, verifier_id=verifier_id, verdict=judged, prompt_tokens=scores["prompt_tokens"],
             completion_tokens=scores["completion_tokens"], seconds=seconds,
         )
+        _wake_remote_billing()
     except Exception:
         log.exception("verification of job %s failed", check.job_id)
+
+
+def _wake_remote_billing() -> None:
+    """A verdict may have released a held `complete` for the remote billing backend."""
+    if settings.BILLING_URL:
+        outbox.ensure_delivery(wake=True)
 
 
 async def _score(*, check: services.Check, worker_id: int) -> tuple[int, dict[str, Any], float] | str:

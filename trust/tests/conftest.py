@@ -70,3 +70,6 @@ def verify_jobs(worker) -> list[dict]:
 
 def wait_state(worker, state: str, timeout: float = 10) -> None:
     wait_for(lambda: state_of(worker) == state, timeout=timeout, what=f"trust state {state}")
+
+
+from billing.tests.conftest import billing_server, remote_queen  # noqa: E402,F401 (fixtures, for the remote holds)
