@@ -50,6 +50,8 @@ class HyperparametersSerializer(serializers.Serializer):
 
 
 def validated_hyperparameters(data) -> dict:
+    if data is not None and not isinstance(data, dict):
+        raise serializers.ValidationError("must be an object")
     serializer = HyperparametersSerializer(data=data if data is not None else {})
     if not serializer.is_valid():
         raise serializers.ValidationError(serializer.errors)
@@ -86,7 +88,10 @@ class JobCreateSerializer(serializers.Serializer):
             # OpenAI's newer shape: {"type": "supervised", "supervised": {"hyperparameters": {…}}}.
             if not isinstance(method, dict) or method.get("type") != "supervised":
                 raise serializers.ValidationError({"method": ["only {'type': 'supervised'} is supported"]})
-            nested = (method.get("supervised") or {}).get("hyperparameters")
+            supervised = method.get("supervised") or {}
+            if not isinstance(supervised, dict):
+                raise serializers.ValidationError({"method": {"supervised": ["must be an object"]}})
+            nested = supervised.get("hyperparameters")
             if nested and not self.initial_data.get("hyperparameters"):
                 try:
                     attrs["hyperparameters"] = validated_hyperparameters(nested)

@@ -418,6 +418,7 @@ TRUST_CANARY_MIN_AGREEMENT = env.float("TRUST_CANARY_MIN_AGREEMENT", default=0.3
 TRUST_CANARY_PROMPTS = [p.strip() for p in env.str("TRUST_CANARY_PROMPTS", default="").split("|") if p.strip()]
 # --- Billing (README "Billing") ----------------------------------------------------
 
+
 # A remote billing backend speaking the original's `check`/`complete` commands.
 # Empty: local accounts and their ledger in this database.
 BILLING_URL = env.str("BILLING_URL", default="")
@@ -483,6 +484,9 @@ SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
 CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 SILENCED_SYSTEM_CHECKS = env.list("SILENCED_SYSTEM_CHECKS", default=[])
+# CSRF guards the admin only (API calls carry a bearer key); a failure on an API path
+# still answers in OpenAI's envelope, never an HTML page.
+CSRF_FAILURE_VIEW = "routing.errors.csrf_failure"
 
 # --- Operations: metrics and logs (README "Operations") -----------------------
 

@@ -2,9 +2,9 @@ from django.conf import settings
 from django.contrib import admin
 from django.contrib.staticfiles.urls import staticfiles_urlpatterns
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerView
 
 from routing.errors import unknown_url
+from routing.openapi import DocsView, SchemaView
 
 from . import views
 
@@ -12,8 +12,8 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
     path("metrics", views.metrics_view, name="metrics"),
-    path("v1/openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
-    path("v1/docs", SpectacularSwaggerView.as_view(url_name="openapi"), name="docs"),
+    path("v1/openapi.json", SchemaView.as_view(), name="openapi"),
+    path("v1/docs", DocsView.as_view(url_name="openapi"), name="docs"),
     path("admin/", admin.site.urls),
     path("", include("routing.urls")),
     path("", include("finetune.urls")),

@@ -9,7 +9,10 @@ decorator from here and nothing else about documentation.
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
+from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerView
 from rest_framework import serializers
+from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response
 
 from .serializers import ChatCompletionSerializer, CompletionSerializer, EmbeddingsSerializer, ImagesSerializer
 
@@ -211,14 +214,14 @@ class WorkerDetail(serializers.Serializer):
     perf = serializers.FloatField(allow_null=True, help_text="Seconds per token at the reference model size.")
     cnt = serializers.IntegerField(help_text="Jobs served.")
     punished = serializers.BooleanField()
-
-
-worker_detail = extend_schema(
     trust = serializers.ChoiceField(
         choices=["new", "verified", "suspect", "quarantined", "trusted"], required=False,
         help_text="Only for workers of the owner whose auth key is the query (or whose API key calls with query=user).",
     )
     trust_reason = serializers.CharField(required=False, allow_blank=True, help_text="Why, when not in good standing.")
+
+
+worker_detail = extend_schema(
     operation_id="listWorkerDetails", tags=["Workers"],
     parameters=[
         OpenApiParameter(
@@ -231,3 +234,26 @@ worker_detail = extend_schema(
         405: COMMON_ERRORS[405], 503: COMMON_ERRORS[503],
     },
 )
+
+
+# --- The schema and its docs page -----------------------------------------------------
+
+
+class JsonErrors:
+    """Errors in OpenAI's envelope as plain JSON, whatever the view renders when it succeeds
+    (the schema's own media type, the docs page's HTML)."""
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        if isinstance(response, Response) and response.status_code >= 400:
+            response.accepted_renderer = JSONRenderer()
+            response.accepted_media_type = JSONRenderer.media_type
+        return response
+
+
+class SchemaView(JsonErrors, SpectacularJSONAPIView):
+    pass
+
+
+class DocsView(JsonErrors, SpectacularSwaggerView):
+    pass

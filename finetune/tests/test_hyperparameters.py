@@ -84,3 +84,16 @@ def test_the_readmes_table_documents_these_defaults():
         documented[key] = cell if key == "q_level" else float(cell)
     assert documented == DEFAULTS
     assert set(documented) == set(HyperparametersSerializer().fields)
+
+
+@pytest.mark.parametrize("value", [[None, None], "x", 5])
+def test_hyperparameters_that_are_not_an_object_are_named_not_a_500(value):
+    serializer = job(hyperparameters=value)
+    assert not serializer.is_valid()
+    assert serializer.errors["hyperparameters"] == ["must be an object"]
+    nested = job(method={"type": "supervised", "supervised": {"hyperparameters": value}})
+    assert not nested.is_valid()
+    assert "hyperparameters" in nested.errors["method"]["supervised"]
+    wrong = job(method={"type": "supervised", "supervised": value})
+    assert not wrong.is_valid()
+    assert wrong.errors["method"]["supervised"] == ["must be an object"]

@@ -70,14 +70,6 @@ def test_invalid_chat_requests_name_the_field(http, body, param):
     assert_envelope(http.post("/v1/chat/completions", json=body), 400, param=param)
 
 
-def test_unknown_fields_are_ignored_and_not_sent_to_workers(start_worker, client):
-    worker = start_worker()
-    client.chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": "hi"}], extra_body={"gpu_filter": {"pubkey": worker.pubkey}, "surprise": 1}
-    )
-    assert "surprise" not in worker.jobs[0]["openai_req"]
-
-
 def test_embeddings_input_is_validated(http):
     assert_envelope(http.post("/v1/embeddings", json={"model": MODEL, "input": []}), 400, param="input")
     assert_envelope(http.post("/v1/embeddings", json={"model": MODEL, "input": [1, 2]}), 400, param="input")
