@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "stats",
     "finetune",
     "billing",
+    "pages",
     "trust",
 ]
 
@@ -416,8 +417,8 @@ TRUST_CANARY_MAX_TOKENS = env.int("TRUST_CANARY_MAX_TOKENS", default=32)
 TRUST_CANARY_MIN_AGREEMENT = env.float("TRUST_CANARY_MIN_AGREEMENT", default=0.3)
 # Your own canary prompts (separated by "|"), instead of the public built-in ones.
 TRUST_CANARY_PROMPTS = [p.strip() for p in env.str("TRUST_CANARY_PROMPTS", default="").split("|") if p.strip()]
-# --- Billing (README "Billing") ----------------------------------------------------
 
+# --- Billing (README "Billing") ----------------------------------------------------
 
 # A remote billing backend speaking the original's `check`/`complete` commands.
 # Empty: local accounts and their ledger in this database.
@@ -483,10 +484,10 @@ SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
 CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
-SILENCED_SYSTEM_CHECKS = env.list("SILENCED_SYSTEM_CHECKS", default=[])
 # CSRF guards the admin only (API calls carry a bearer key); a failure on an API path
 # still answers in OpenAI's envelope, never an HTML page.
 CSRF_FAILURE_VIEW = "routing.errors.csrf_failure"
+SILENCED_SYSTEM_CHECKS = env.list("SILENCED_SYSTEM_CHECKS", default=[])
 
 # --- Operations: metrics and logs (README "Operations") -----------------------
 

@@ -18,6 +18,7 @@ urlpatterns = [
     path("", include("routing.urls")),
     path("", include("finetune.urls")),
     path("", include("billing.urls")),
+    path("", include("pages.urls")),
 ]
 if settings.DEBUG:
     urlpatterns += staticfiles_urlpatterns()
