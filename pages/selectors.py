@@ -206,12 +206,17 @@ def _trust(worker: Worker) -> Trust:
     )
 
 
-def owned_workers(*, query: str) -> list[OwnedWorker]:
+def key_holder_proves(pubkey: str) -> Q:
+    """The workers of a public key whose holder signed the owner page's challenge with it."""
+    return Q(pubkey=pubkey) if pubkey else Q(pk__in=[])
+
+
+def owned_workers(*, query: str, proof: Q | None = None) -> list[OwnedWorker]:
     """The workers `query` owns, connected or not, online ones first; with their
-    trust only where `query` is their secret auth key."""
+    trust only where `proof` holds (by default: `query` is their secret auth key)."""
     workers = list(Worker.objects.filter(owned_workers_filter(query)).order_by("identity"))
-    secret = hash_secret(query)
     ids = [w.pk for w in workers]
+    proven_ids = set(Worker.objects.filter(proof if proof is not None else owner_proves(query), pk__in=ids).values_list("pk", flat=True))
     live: dict[int, list[str]] = defaultdict(list)
     for worker_id, state in live_connections().filter(worker_id__in=ids).values_list("worker_id", "state"):
         live[worker_id].append(state)
@@ -236,21 +241,21 @@ def owned_workers(*, query: str) -> list[OwnedWorker]:
                 proven=bool(s and s.proven_at),
                 last_seen=w.last_seen,
                 speeds={b: 1 / v for b, v in bins.get(w.pk, {}).items() if v > 0},
-                trust=_trust(w) if secret and w.owner_key_hash == secret else None,
+                trust=_trust(w) if w.pk in proven_ids else None,
             )
         )
     owned.sort(key=lambda o: (not o.online, o.label))
     return owned
 
 
-def owner_earnings(*, query: str) -> Earnings:
+def owner_earnings(*, proof: Q) -> Earnings:
     """What the ledger paid, holds and forfeited for the jobs (and fine-tunes) of the
-    workers whose secret auth key `query` is (owner_proves): nothing for a public key.
+    workers `proof` selects (owner_proves, key_holder_proves): never for a bare public key.
 
     A HOLD row stays open until its job gets an EARNING (settle_job paid it) or a
     FORFEIT (refund_job refuted it); billing/services.py.
     """
-    owned = Worker.objects.filter(owner_proves(query)).values("pk")
+    owned = Worker.objects.filter(proof).values("pk")
     entries = LedgerEntry.objects.filter(Q(job__worker__in=owned) | Q(fine_tune__worker__in=owned))
     paid = entries.filter(kind=LedgerEntry.Kind.EARNING).aggregate(credits=Sum("amount"), jobs=Count("pk"))
     same_job = LedgerEntry.objects.filter(job_id=OuterRef("job_id"), job__isnull=False)

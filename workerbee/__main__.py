@@ -1,4 +1,7 @@
-"""`python -m workerbee`: run the reference worker until SIGINT or SIGTERM."""
+"""`python -m workerbee`: run the reference worker until SIGINT or SIGTERM.
+
+`python -m workerbee sign-challenge TEXT` signs the owner page's challenge (challenge.py).
+"""
 
 import logging
 import os
@@ -10,6 +13,11 @@ from .connection import Worker
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["sign-challenge"]:
+        from . import challenge
+
+        return challenge.main(args[1:])
     config = load_config(argv)
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     worker = Worker(config)

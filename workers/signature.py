@@ -63,6 +63,26 @@ def verify_connect_signature(message: dict[str, Any]) -> None:
         raise BadSignature("signature does not match the connect message")
 
 
+# An owner proves they hold a worker's key by signing a challenge of the owner
+# page (pages/views.py) with `python -m workerbee sign-challenge`; the prefix
+# keeps such a signature from ever passing for a connect message's. The recipe
+# is workerbee/challenge.py's (pages/tests check that the two agree).
+CHALLENGE_PREFIX = "queenbee owner challenge\n"
+
+
+def verify_challenge_signature(*, pubkey: str, signature: str, challenge: str) -> None:
+    """Raise BadSignature unless `signature` is `pubkey`'s over the challenge."""
+    key = _b64(pubkey, size=32, field="public key")
+    sig = _b64(signature, size=64, field="signature")
+    digest = hashlib.sha256((CHALLENGE_PREFIX + challenge).encode("utf-8")).digest()
+    try:
+        valid = PublicKeyXOnly(key).verify(sig, digest)
+    except ValueError:
+        raise BadSignature("the public key is not a valid secp256k1 x-only key") from None
+    if not valid:
+        raise BadSignature("the signature does not match this challenge and public key")
+
+
 def public_key_b64(privkey: bytes) -> str:
     """The urlsafe-base64 x-only public key for a 32-byte private key."""
     return base64.urlsafe_b64encode(PrivateKey(privkey).public_key_xonly.format()).decode()
