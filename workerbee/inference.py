@@ -293,9 +293,17 @@ class Engine:
             prompt_tokens = self._prompt_tokens(llm, prompt)
         if self._eog is None:
             self._eog = eog_tokens(llm)
-        ends = sorted(set(self._eog) | {tokens[0] for stop in stops if (tokens := completion_tokens(llm, stop))})
+        ends = sorted(set(self._eog) | stop_starts(llm, stops, completion))
         result = teacher_force(llm, prompt_tokens, completion_tokens(llm, completion), ends=ends, should_stop=self.should_stop)
         return {"verification": result.as_dict()}
+
+
+def stop_starts(llm: Any, stops: list[str], completion: str) -> set[int]:
+    """The tokens that begin a stop sequence right after `completion`: each stop's
+    first token, and where the completion already ends with the start of a stop
+    (a token held "\n" and the stop is "\nUser:"), the first token of its rest."""
+    rests = {stop[k:] for stop in stops for k in range(len(stop)) if completion.endswith(stop[:k])}
+    return {tokens[0] for rest in rests if (tokens := completion_tokens(llm, rest))}
 
 
 def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:

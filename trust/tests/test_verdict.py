@@ -52,3 +52,19 @@ def test_an_answer_cut_short_but_marked_stop_fails():
 def test_constrained_sampling_is_counted_not_judged():
     verdict = decide(request={"response_format": {"type": "json_object"}}, tokens=[UNLIKELY] * 10, end=None, finish_reason="stop")
     assert verdict.passed and not verdict.judged
+
+
+def test_a_penalized_greedy_answer_is_judged_by_the_support_not_the_greedy_gap():
+    # repeat_penalty 1.1 put honest greedy tokens up to 2.3 nats below the raw best (bench/RESULTS.md).
+    off_best = [[-2.6, 3, 0.6, -0.3]] * 5 + [[-0.3, 0, 0.0, -0.3]] * 5
+    assert not decide(request={"temperature": 0}, tokens=off_best, end=None, finish_reason="length").passed
+    assert decide(request={"temperature": 0, "repeat_penalty": 1.1}, tokens=off_best, end=None, finish_reason="length").passed
+    # Still refuted when the tokens are outside any sampler's support.
+    far = [[-14.0, 900, 0.999, -0.3]] * 10
+    assert not decide(request={"temperature": 0, "presence_penalty": 0.5}, tokens=far, end=None, finish_reason="length").passed
+
+
+def test_penalties_too_strong_to_reason_about_are_counted_not_judged():
+    far = [[-14.0, 900, 0.999, -0.3]] * 10
+    verdict = decide(request={"temperature": 0, "presence_penalty": 2.0}, tokens=far, end=None, finish_reason="stop")
+    assert verdict.passed and not verdict.judged

@@ -151,3 +151,21 @@ def test_the_packaged_model_scores_its_own_greedy_reply_as_its_top_choice(fake_q
     assert check(fake_queen, "/v1/chat/completions", whole, answer)["end"][1] == 0
     half = answer[: len(answer) // 2].rstrip()
     assert check(fake_queen, "/v1/chat/completions", whole, half)["end"][1] > 0
+
+
+class CharTokenizer:
+    """A stand-in model whose tokens are characters."""
+
+    def tokenize(self, text: bytes, add_bos: bool = False, special: bool = False) -> list[int]:
+        return list(text)
+
+
+def test_ending_counts_a_stop_sequence_from_where_the_text_already_holds_its_start():
+    from workerbee.inference import stop_starts
+
+    llm = CharTokenizer()
+    assert stop_starts(llm, ["\nUser:"], "Blue.") == {ord("\n")}
+    # The stop matched inside a token ("\n\n"): the text ends with its "\n", then comes "User:".
+    assert stop_starts(llm, ["\nUser:"], "Blue.\n") == {ord("\n"), ord("U")}
+    assert stop_starts(llm, ["END", "\n\n"], "done\n") == {ord("E"), ord("\n")}
+    assert stop_starts(llm, [], "anything") == set()
