@@ -26,15 +26,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-# What a Responses request sends to the chat path under another name.
-RENAMED = {"max_output_tokens": "max_tokens"}
 # Responses fields that shape the chat request or only the Response object; the
 # rest of the request (sampling fields, Queenbee's extensions, unknown fields)
 # is passed to the chat path unchanged, as the chat endpoint forwards it.
 OWN_FIELDS = frozenset({
     "input", "instructions", "previous_response_id", "store", "metadata", "text", "tools", "tool_choice",
     "include", "top_logprobs", "stream", "stream_options", "truncation", "service_tier", "reasoning",
-    "max_tool_calls", "safety_identifier", "prompt_cache_key",
+    "max_tool_calls", "safety_identifier", "prompt_cache_key", "messages", "max_output_tokens",
     # Refused unless null or off (responses_serializers.RefusedField).
     "background", "conversation", "prompt", "context_management", "moderation", "prompt_cache_retention",
     "prompt_cache_options", "background_options", "image", "access_programs",
@@ -135,7 +133,9 @@ def wants_logprobs(body: dict[str, Any]) -> bool:
 def chat_request(body: dict[str, Any], *, context: list[dict[str, Any]]) -> dict[str, Any]:
     """The chat request for a validated Responses request; `context` holds every item before
     this turn's output (the continued response's items, then this request's input)."""
-    chat = {RENAMED.get(key, key): value for key, value in body.items() if key not in OWN_FIELDS}
+    chat = {key: value for key, value in body.items() if key not in OWN_FIELDS}
+    if body.get("max_output_tokens") is not None:
+        chat["max_tokens"] = body["max_output_tokens"]
     messages = chat_messages(context)
     if body.get("instructions"):  # not carried over from a previous response, as OpenAI
         messages.insert(0, {"role": "system", "content": body["instructions"]})

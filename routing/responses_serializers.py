@@ -232,6 +232,11 @@ class ResponseCreateSerializer(WorkerExtensions):
     service_tier = serializers.ChoiceField(
         ["auto", "default"], required=False, allow_null=True, error_messages={"invalid_choice": "only auto and default are supported"},
     )
+    n = StrictIntegerField(
+        required=False, allow_null=True, min_value=1, max_value=1,
+        error_messages={"max_value": "a response has one output; send several requests for several answers"},
+    )
+    messages = RefusedField("this is the chat completions field; the Responses API takes input")
     background = RefusedField("responses run while the request is open")
     conversation = RefusedField("use previous_response_id")
     prompt = RefusedField("there are no stored prompt templates")

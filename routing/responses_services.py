@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from django import db
+from rest_framework.exceptions import ValidationError
 
 from finetune import selectors as fine_tuned
 
@@ -27,6 +28,9 @@ from .responses import EventTranslator, chat_request, input_items, response_from
 from .serializers import ChatCompletionSerializer, validate
 
 log = logging.getLogger(__name__)
+
+# Chat fields built from Responses fields: an error in one names the field the caller sent.
+CALLER_NAMES = {"messages": "input", "max_tokens": "max_output_tokens", "response_format": "text.format", "tools": "tools", "tool_choice": "tool_choice"}
 
 # Job ids of Responses requests: resp-<hex>, the Response id too.
 PREFIX = "resp"
@@ -49,10 +53,20 @@ async def _context(*, owner: str, body: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 async def _spec(*, body: dict[str, Any], context: list[dict[str, Any]], caller: Caller, base_url: str) -> services.JobSpec:
-    # The chat endpoint's own validation, for the fields passed through unchanged.
-    chat = validate(ChatCompletionSerializer, chat_request(body, context=context))
+    chat = _validated_chat(chat_request(body, context=context))
     spec = services.chat_spec(data=chat, caller=caller)
     return await fine_tuned.with_fine_tuned_model(spec, base_url=base_url)
+
+
+def _validated_chat(chat: dict[str, Any]) -> dict[str, Any]:
+    """The chat endpoint's own validation, for the fields passed through unchanged
+    (and the limits of the conversation built from stored items)."""
+    try:
+        return validate(ChatCompletionSerializer, chat)
+    except ValidationError as exc:
+        if not isinstance(exc.detail, dict):
+            raise
+        raise ValidationError({CALLER_NAMES.get(key, key): value for key, value in exc.detail.items()}) from None
 
 
 async def _store(*, owner: str, body: dict[str, Any], context: list[dict[str, Any]], response: dict[str, Any]) -> None:

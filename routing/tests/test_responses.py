@@ -427,3 +427,52 @@ def test_a_post_without_a_key_or_cookie_is_a_json_401(queen):
 
     answer = httpx.post(f"{queen.url}/v1/responses", json={"model": MODEL, "input": "hi"})
     assert answer.status_code == 401 and answer.json()["error"]["code"] == "invalid_api_key"
+
+
+# --- Hostile requests -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body, param",
+    [
+        ({"model": MODEL}, "input"),
+        ({"input": "hi"}, "model"),
+        ({"model": ["a"], "input": "hi"}, "model"),
+        ({"model": MODEL, "input": "hi", "stream": "maybe"}, "stream"),
+        ({"model": MODEL, "input": 7}, "input"),
+        ({"model": MODEL, "input": ["hi"]}, "input.0"),
+        ({"model": MODEL, "input": [{"role": "user", "content": [{"type": "input_text", "text": 5}]}]}, "input.0.content.0.text"),
+        ({"model": MODEL, "input": "hi", "gpu_filter": {"capabilities": "sdxl"}}, "gpu_filter.capabilities"),
+        ({"model": MODEL, "input": "hi", "timeout": "soon"}, "timeout"),
+        ({"model": MODEL, "input": "hi", "surprise": 2**70}, "surprise"),
+        ({"model": MODEL, "input": "hi", "n": 2}, "n"),
+        ({"model": MODEL, "input": "hi", "messages": [{"role": "user", "content": "hi"}]}, "messages"),
+    ],
+)
+def test_wrong_types_are_400s_naming_the_field(http, body, param):
+    answer = http.post("/v1/responses", json=body)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["param"] == param
+
+
+def test_a_body_nested_too_deep_is_refused(http):
+    deep = "x"
+    for _ in range(100):
+        deep = [deep]
+    answer = http.post("/v1/responses", json={"model": MODEL, "input": "hi", "extra": deep})
+    assert answer.status_code == 400 and answer.json()["error"]["param"] == "extra"
+
+
+@pytest.mark.parametrize("body", [b"[1, 2]", b'"a string"', b"null"])
+def test_a_body_that_is_not_an_object_is_a_400(http, body):
+    answer = http.post("/v1/responses", content=body, headers={"Content-Type": "application/json"})
+    assert answer.status_code == 400 and set(answer.json()) == {"error"}
+
+
+def test_a_conversation_past_the_message_limit_names_the_input(start_worker, client, http):
+    from routing.serializers import MAX_MESSAGES
+
+    worker = start_worker()
+    first = client.responses.create(model=MODEL, input=[{"role": "user", "content": "hi"}] * (MAX_MESSAGES - 1), extra_body=only(worker))
+    answer = http.post("/v1/responses", json={"model": MODEL, "input": "more", "previous_response_id": first.id})
+    assert answer.status_code == 400 and answer.json()["error"]["param"] == "input"
