@@ -421,5 +421,8 @@ class EventTranslator:
 
     def failed(self, error: dict[str, Any]) -> list[dict[str, Any]]:
         """response.failed, with what was said so far; OpenAI's codes say only `server_error` fits."""
-        failure = {"code": "server_error", "message": str(error.get("message") or "The worker failed."), "param": None, "type": error.get("type")}
+        message = str(error.get("message") or "The worker failed.")
+        if self.response is None:  # the very first chunk was unusable: there is no response to fail
+            return [self._event("error", code=error.get("code"), message=message, param=None)]
+        failure = {"code": "server_error", "message": message, "param": None, "type": error.get("type")}
         return [self._event("response.failed", response=self._snapshot("failed", error=failure))]

@@ -476,3 +476,10 @@ def test_a_conversation_past_the_message_limit_names_the_input(start_worker, cli
     first = client.responses.create(model=MODEL, input=[{"role": "user", "content": "hi"}] * (MAX_MESSAGES - 1), extra_body=only(worker))
     answer = http.post("/v1/responses", json={"model": MODEL, "input": "more", "previous_response_id": first.id})
     assert answer.status_code == 400 and answer.json()["error"]["param"] == "input"
+
+
+def test_a_malformed_first_chunk_is_an_error_event(start_worker, client):
+    worker = start_worker(script=lambda job: iter([{"choices": "garbage"}, {}]))
+    stream = client.responses.create(model=MODEL, input="hi", stream=True, extra_body=only(worker))
+    events = list(stream)
+    assert [e.type for e in events] == ["error"] and "malformed" in events[0].message
