@@ -269,14 +269,15 @@ def response_from_completion(completion: dict[str, Any], *, body: dict[str, Any]
     content = message.get("content")
     text = content if isinstance(content, str) else _text_of_parts(content) if isinstance(content, list) else ""
     calls = [c for c in message.get("tool_calls") or () if isinstance(c, dict)]
+    reason = incomplete_reason(choice.get("finish_reason"))
+    status = "incomplete" if reason else "completed"  # the last item was cut too
     output = []
     if text or not calls:
-        output.append(message_item(text, logprobs=response_logprobs(choice.get("logprobs"))))
-    output += [function_call_item(call) for call in calls]
-    reason = incomplete_reason(choice.get("finish_reason"))
+        output.append(message_item(text, status=status, logprobs=response_logprobs(choice.get("logprobs"))))
+    output += [function_call_item(call, status=status) for call in calls]
     return response_object(
         body, id=completion["id"], created_at=completion["created"], model=completion["model"],
-        status="incomplete" if reason else "completed", output=output, usage=usage_of(completion.get("usage")),
+        status=status, output=output, usage=usage_of(completion.get("usage")),
         incomplete_reason=reason,
     )
 
@@ -361,12 +362,12 @@ class EventTranslator:
         ))
         return events
 
-    def _close_message(self) -> list[dict[str, Any]]:
+    def _close_message(self, status: str = "completed") -> list[dict[str, Any]]:
         opened, self.message = self.message, None
         if opened is None:
             return []
         text = "".join(opened.text)
-        item = message_item(text, id=opened.item["id"], logprobs=opened.logprobs)
+        item = message_item(text, id=opened.item["id"], status=status, logprobs=opened.logprobs)
         self.output[opened.index] = item
         ids = {"item_id": item["id"], "output_index": opened.index, "content_index": 0}
         return [
@@ -395,10 +396,10 @@ class EventTranslator:
             events.append(self._event("response.function_call_arguments.delta", item_id=opened.item["id"], output_index=opened.index, delta=piece))
         return events
 
-    def _close_calls(self) -> list[dict[str, Any]]:
+    def _close_calls(self, status: str = "completed") -> list[dict[str, Any]]:
         events = []
         for opened in sorted(self.calls.values(), key=lambda o: o.index):
-            item = {**opened.item, "arguments": "".join(opened.text), "status": "completed"}
+            item = {**opened.item, "arguments": "".join(opened.text), "status": status}
             self.output[opened.index] = item
             events += [
                 self._event("response.function_call_arguments.done", item_id=item["id"], output_index=opened.index, arguments=item["arguments"]),
@@ -411,9 +412,10 @@ class EventTranslator:
         """The closing events and the final Response (sent last, after it is stored)."""
         # Nothing at all was said: still one (empty) message, as a reply has.
         events = self._open_message() if not self.output else []
-        events += self._close_message() + self._close_calls()
         reason = incomplete_reason(self.finish_reason)
-        final = self._snapshot("incomplete" if reason else "completed", usage=self.usage, incomplete_reason=reason)
+        status = "incomplete" if reason else "completed"  # what is still open was cut too
+        events += self._close_message(status) + self._close_calls(status)
+        final = self._snapshot(status, usage=self.usage, incomplete_reason=reason)
         return events, final
 
     def done(self, final: dict[str, Any]) -> dict[str, Any]:

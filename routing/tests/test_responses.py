@@ -149,6 +149,7 @@ def test_a_reply_cut_at_the_token_limit_is_incomplete(start_worker, client):
     worker = start_worker(script=cut)
     response = client.responses.create(model=MODEL, input="hi", max_output_tokens=1, extra_body=only(worker))
     assert response.status == "incomplete" and response.incomplete_details.reason == "max_output_tokens"
+    assert response.output[0].status == "incomplete"
 
 
 def test_a_json_schema_text_format_is_the_chat_response_format(start_worker, client):

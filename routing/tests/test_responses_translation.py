@@ -79,6 +79,7 @@ def test_a_stream_cut_at_the_limit_ends_incomplete_with_its_usage():
     events, final = run([chunk({"content": "a"}, "length"), usage])
     assert events[-1]["type"] == "response.incomplete" and final["incomplete_details"] == {"reason": "max_output_tokens"}
     assert final["usage"]["input_tokens"] == 3 and final["usage"]["output_tokens"] == 1
+    assert final["output"][0]["status"] == "incomplete"
 
 
 def test_a_tool_call_with_object_arguments_is_given_a_string_and_a_call_id():
