@@ -107,7 +107,9 @@ class StoredResponse(models.Model):
     `context` holds every item the answer was generated from (the continued
     response's context and output, then the request's input), so continuing
     one is a single read however long the conversation; a deleted response in
-    the middle of a chain does not break the responses that followed it.
+    the middle of a chain does not break the responses that followed it. The
+    price is that each turn stores the conversation before it again (quadratic
+    in the number of turns), which chat-sized conversations afford.
     """
 
     public_id = models.CharField(max_length=64, unique=True, help_text="The Response id: the public id of its job.")

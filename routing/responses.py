@@ -51,13 +51,18 @@ def new_item_id(prefix: str) -> str:
 
 
 def input_items(value: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The request's `input` as items, each with an id (a string is one user message)."""
+    """The request's `input` as the items OpenAI lists: each with an id and a status, a
+    message's content as parts (a string input is one user message)."""
     if isinstance(value, str):
-        value = [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": value}]}]
+        value = [{"role": "user", "content": value}]
     items = []
     for item in value:
         kind = item.get("type", "message")
-        items.append({**item, "type": kind, "id": item.get("id") or new_item_id(ITEM_ID_PREFIXES[kind])})
+        normal = {**item, "type": kind, "id": item.get("id") or new_item_id(ITEM_ID_PREFIXES[kind]), "status": item.get("status") or "completed"}
+        if kind == "message" and isinstance(item["content"], str):
+            part = {"type": "output_text", "text": item["content"], "annotations": []} if item["role"] == "assistant" else {"type": "input_text", "text": item["content"]}
+            normal["content"] = [part]
+        items.append(normal)
     return items
 
 
@@ -345,7 +350,7 @@ class EventTranslator:
     def _add(self, item: dict[str, Any]) -> tuple[_OpenItem, dict[str, Any]]:
         opened = _OpenItem(index=len(self.output), item=item)
         self.output.append({})  # its place, filled when it is done
-        return opened, self._event("response.output_item.added", output_index=opened.index, item=item)
+        return opened, self._event("response.output_item.added", output_index=opened.index, item=dict(item))
 
     def _open_message(self) -> list[dict[str, Any]]:
         self.message, added = self._add({**message_item("", status="in_progress"), "content": []})

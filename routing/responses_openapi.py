@@ -20,7 +20,7 @@ class OutputItem(serializers.Serializer):
     """A `message` (with `role` and `content`) or a `function_call` (with `call_id`, `name`, `arguments`)."""
 
     id = serializers.CharField()
-    type = serializers.ChoiceField(["message", "function_call"])
+    type = serializers.CharField(help_text="`message` or `function_call`.")
     status = serializers.CharField()
     role = serializers.CharField(required=False)
     content = serializers.ListField(child=serializers.DictField(), required=False)

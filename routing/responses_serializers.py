@@ -191,7 +191,7 @@ class ReasoningSerializer(serializers.Serializer):
     generate_summary = RefusedField("reasoning summaries are not supported")
 
 
-class StreamOptionsSerializer(serializers.Serializer):
+class ResponseStreamOptionsSerializer(serializers.Serializer):
     include_obfuscation = serializers.ChoiceField(
         [False], required=False, error_messages={"invalid_choice": "stream obfuscation is not supported"},
     )
@@ -206,7 +206,7 @@ class ResponseCreateSerializer(WorkerExtensions):
     previous_response_id = StrictCharField(required=False, allow_null=True, max_length=64)
     store = StrictBooleanField(required=False, allow_null=True, help_text="Default true: kept for retrieval and previous_response_id.")
     stream = StrictBooleanField(required=False, default=False)
-    stream_options = StreamOptionsSerializer(required=False, allow_null=True)
+    stream_options = ResponseStreamOptionsSerializer(required=False, allow_null=True)
     max_output_tokens = StrictIntegerField(required=False, allow_null=True, min_value=1, max_value=MAX_TOKENS_LIMIT)
     temperature = serializers.FloatField(required=False, allow_null=True, min_value=0, max_value=2)
     top_p = serializers.FloatField(required=False, allow_null=True, min_value=0, max_value=1)

@@ -365,6 +365,23 @@ def test_the_input_items_of_a_response_are_listed(start_worker, client):
     assert newest.has_more and newest.data[0].content[0].text == "more"
 
 
+def test_listed_input_items_have_the_sdk_shapes(start_worker, client):
+    worker = start_worker(script=weather_then_answer)
+    response = client.responses.create(
+        model=MODEL, tools=[WEATHER],
+        input=[
+            {"role": "user", "content": "Weather?"},
+            {"type": "function_call", "call_id": "c1", "name": "get_weather", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c1", "output": "hail"},
+        ],
+        extra_body=only(worker),
+    )
+    message, call, output = client.responses.input_items.list(response.id, order="asc").data
+    assert message.content[0].type == "input_text" and message.content[0].text == "Weather?"
+    assert (call.type, call.status, call.id.startswith("fc_")) == ("function_call", "completed", True)
+    assert (output.type, output.status, output.output, output.call_id) == ("function_call_output", "completed", "hail", "c1")
+
+
 # --- Refused by name ------------------------------------------------------------------------------
 
 
