@@ -501,3 +501,17 @@ def test_a_malformed_first_chunk_is_an_error_event(start_worker, client):
     stream = client.responses.create(model=MODEL, input="hi", stream=True, extra_body=only(worker))
     events = list(stream)
     assert [e.type for e in events] == ["error"] and "malformed" in events[0].message
+
+
+def test_the_defaults_agents_send_are_accepted(start_worker, client):
+    worker = start_worker()
+    response = client.responses.create(
+        model=MODEL, input="hi", background=False, truncation="disabled", service_tier="auto", reasoning={"effort": "none"},
+        include=["reasoning.encrypted_content"], text={"format": {"type": "text"}, "verbosity": "medium"}, parallel_tool_calls=False,
+        tools=[], tool_choice="none", stream_options=None, user="u-1", safety_identifier="s-1", prompt_cache_key="k-1", extra_body=only(worker),
+    )
+    assert response.status == "completed" and response.parallel_tool_calls is False
+    assert (response.user, response.safety_identifier, response.prompt_cache_key) == ("u-1", "s-1", "k-1")
+    req = worker.jobs[0]["openai_req"]
+    assert req["parallel_tool_calls"] is False and req["user"] == "u-1"
+    assert not {"background", "truncation", "reasoning", "include", "text", "safety_identifier", "prompt_cache_key"} & set(req)

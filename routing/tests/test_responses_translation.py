@@ -88,3 +88,13 @@ def test_a_tool_call_with_object_arguments_is_given_a_string_and_a_call_id():
     ]}
     [call] = response_from_completion(completion, body={})["output"]
     assert call["arguments"] == '{"a": 1}' and call["call_id"].startswith("call_")
+
+
+def test_streamed_logprobs_reach_the_deltas_and_the_final_part():
+    logprobs = {"content": [{"token": "a", "logprob": -0.5, "bytes": [97], "top_logprobs": [{"token": "a", "logprob": -0.5, "bytes": [97]}]}]}
+    first = chunk({"content": "a"})
+    first["choices"][0]["logprobs"] = logprobs
+    events, final = run([first, chunk({}, "stop")])
+    [delta] = [e for e in events if e["type"] == "response.output_text.delta"]
+    assert delta["logprobs"] == [{"token": "a", "logprob": -0.5, "top_logprobs": [{"token": "a", "logprob": -0.5}]}]
+    assert final["output"][0]["content"][0]["logprobs"][0]["bytes"] == [97]
