@@ -36,9 +36,7 @@ def _refuse(message: str, path: str = ""):
     raise serializers.ValidationError({path: [message]} if path else message)
 
 
-def _string(value: Any, path: str, *, required: bool = True) -> None:
-    if value is None and not required:
-        return
+def _string(value: Any, path: str) -> None:
     if not isinstance(value, str):
         _refuse("must be a string", path)
 
@@ -48,7 +46,8 @@ def _check_part(part: Any, path: str, *, role: str) -> None:
         _refuse("must be a content part object with a type", path)
     kind = part["type"]
     if kind in TEXT_PARTS or (kind == "refusal" and role == "assistant"):
-        _string(part.get("text" if kind != "refusal" else "refusal"), f"{path}.{'text' if kind != 'refusal' else 'refusal'}")
+        key = "refusal" if kind == "refusal" else "text"
+        _string(part.get(key), f"{path}.{key}")
     elif kind == "input_image":
         if part.get("file_id") is not None:
             _refuse("images by file_id are not supported; send image_url (a URL or a data: URL)", f"{path}.file_id")

@@ -30,7 +30,7 @@ from .serializers import ChatCompletionSerializer, validate
 log = logging.getLogger(__name__)
 
 # Chat fields built from Responses fields: an error in one names the field the caller sent.
-CALLER_NAMES = {"messages": "input", "max_tokens": "max_output_tokens", "response_format": "text.format", "tools": "tools", "tool_choice": "tool_choice"}
+CALLER_NAMES = {"messages": "input", "max_tokens": "max_output_tokens", "response_format": "text.format"}
 
 # Job ids of Responses requests: resp-<hex>, the Response id too.
 PREFIX = "resp"
