@@ -263,6 +263,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # One name for the choices chat's response_format.type and Responses' text.format.type share.
+    "ENUM_NAME_OVERRIDES": {"ResponseFormatTypeEnum": ["text", "json_object", "json_schema"]},
 }
 
 # A shared token that authenticates without an API key row (as the original's

@@ -98,3 +98,29 @@ class Job(models.Model):
 
     def __str__(self) -> str:
         return self.public_id
+
+
+class StoredResponse(models.Model):
+    """A `/v1/responses` answer kept for its owner (`store`, on by default): retrieved by id,
+    and continued by `previous_response_id`.
+
+    `context` holds every item the answer was generated from (the continued
+    response's context and output, then the request's input), so continuing
+    one is a single read however long the conversation; a deleted response in
+    the middle of a chain does not break the responses that followed it. The
+    price is that each turn stores the conversation before it again (quadratic
+    in the number of turns), which chat-sized conversations afford.
+    """
+
+    public_id = models.CharField(max_length=64, unique=True, help_text="The Response id: the public id of its job.")
+    owner = models.CharField(max_length=100, db_index=True, help_text="As files and fine-tunes: `key:<id>` or the caller's label.")
+    model = models.CharField(max_length=400)
+    context = models.JSONField(default=list)
+    body = models.JSONField(help_text="The Response object as it was returned.")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.public_id

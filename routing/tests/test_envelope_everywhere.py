@@ -24,23 +24,23 @@ def assert_envelope(response, status: int) -> dict:
 
 
 @pytest.mark.parametrize("method", METHODS)
-@pytest.mark.parametrize("path", ["/v1/responses", "/v1/nothing/here", "/v1/chat/completion", "/v1", "/worker/nope"])
+@pytest.mark.parametrize("path", ["/v1/conversations", "/v1/nothing/here", "/v1/chat/completion", "/v1", "/worker/nope"])
 def test_an_unknown_api_path_is_a_json_404_for_every_method(http, method, path):
     error = assert_envelope(http.request(method, path, json={"model": "x", "input": "hi"}), 404)
     assert error["code"] == "unknown_url" and path in error["message"]
 
 
-@pytest.mark.parametrize("path", ["/v1/responses", "/v1/assistants", "/v1/threads/runs"])
+@pytest.mark.parametrize("path", ["/v1/conversations", "/v1/assistants", "/v1/threads/runs"])
 def test_an_unknown_post_without_a_key_or_cookie_is_a_json_404(queen, path):
     """As a browser-less SDK sends it: no CSRF cookie, no Referer, no key."""
     assert_envelope(httpx.post(f"{queen.url}{path}", json={"input": "hi"}), 404)
 
 
-def test_the_official_sdk_gets_a_not_found_error_for_responses(client):
+def test_the_official_sdk_gets_a_not_found_error_for_an_api_queenbee_lacks(client):
     import openai
 
     with pytest.raises(openai.NotFoundError) as raised:
-        client.responses.create(model="TheBloke/vicuna-7B-v1.5-GGUF:Q4_K_M", input="hi")
+        client.conversations.create()
     assert raised.value.body["code"] == "unknown_url"
 
 
