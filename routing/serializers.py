@@ -19,6 +19,7 @@ from .model_names import InvalidModelName, parse_model
 MAX_MESSAGES = 4096
 MAX_TOKENS_LIMIT = 1_000_000
 MAX_INPUTS = 2048
+MAX_CHOICES = 128
 # Forwarded values cross the channel layer, which channels-redis packs with
 # msgpack: it refuses integers outside 64 bits and nests at most 511 deep. A
 # request may ask for neither; a real one (a JSON schema included) nests well
@@ -256,11 +257,9 @@ class GenerationSerializer(WorkerExtensions):
     max_tokens = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=MAX_TOKENS_LIMIT)
     temperature = serializers.FloatField(required=False, allow_null=True, min_value=0, max_value=2)
     top_p = serializers.FloatField(required=False, allow_null=True, min_value=0, max_value=1)
-    # Several choices are not served yet: refused by name rather than ignored.
-    n = StrictIntegerField(
-        required=False, allow_null=True, min_value=1, max_value=1,
-        error_messages={"max_value": "Queenbee serves one choice per request for now; n > 1 is not supported yet."},
-    )
+    # n > 1 goes to a worker with the "n" feature, which generates every choice
+    # (routing/features.py); OpenAI's own limit.
+    n = StrictIntegerField(required=False, allow_null=True, min_value=1, max_value=MAX_CHOICES)
     stop = serializers.JSONField(required=False, allow_null=True)
     presence_penalty = serializers.FloatField(required=False, allow_null=True, min_value=-2, max_value=2)
     frequency_penalty = serializers.FloatField(required=False, allow_null=True, min_value=-2, max_value=2)

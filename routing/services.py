@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
@@ -26,9 +27,10 @@ from stats.services import Failure, JobOutcome
 from trust import usage as usage_bounds
 from trust.services import Check
 from workers.dispatch import AllBusy, FrameTimeout, JobHandle, LayerDown, Timeouts, WorkerGone, claim_job
-from workers.services import Need, NoWorkerFits
+from workers.services import Need, NoWorkerFits, any_worker_fits
 
 from .auth import Caller
+from . import features as request_features
 from .errors import ApiError, ChannelLayerDown, InvalidRequest, NoWorkerAvailable, WorkerFailed, WorkerTimedOut
 from .model_names import IMAGE_SIZE, ModelName, parse_model
 from .recorder import FinishedJob, recorder
@@ -73,6 +75,7 @@ class JobSpec:
     caller: Caller
     stream: bool = False
     ends_with_marker: bool = False
+    features: tuple[tuple[str, str], ...] = ()  # (feature, the field that needs it), see features.py
 
 
 @dataclass
@@ -156,7 +159,7 @@ async def open_job(spec: JobSpec, *, prefix: str) -> OpenedJob:
         try:
             handle = await claim_job(need=need, queue_timeout=settings.QUEUE_TIMEOUT)
         except NoWorkerFits as exc:
-            raise last_error or NoWorkerAvailable(str(exc), code="no_worker_fits") from None
+            raise last_error or await _missing_feature(spec) or NoWorkerAvailable(str(exc), code="no_worker_fits") from None
         except AllBusy:
             raise last_error or NoWorkerAvailable(
                 "All workers that can serve this request are busy. Try again shortly.", code="all_workers_busy"
@@ -195,6 +198,27 @@ async def open_job(spec: JobSpec, *, prefix: str) -> OpenedJob:
         failed_workers.add(handle.claim.worker_id)
         await asyncio.sleep(settings.RETRY_DELAY)
     raise last_error
+
+
+@database_sync_to_async
+def _missing_feature(spec: JobSpec) -> ApiError | None:
+    """A 400 naming the feature and field, when a feature is why no worker fits.
+
+    Workers that could serve the request without its features exist, but none
+    has one of them: the caller learns what to drop to be served now. When no
+    worker could serve it even without them, the usual 503 says what it needs.
+    """
+    if not spec.features:
+        return None
+    needed = {feature for feature, _ in spec.features}
+    base = dataclasses.replace(spec.need, capabilities=tuple(c for c in spec.need.capabilities if c not in needed))
+    if not any_worker_fits(need=base):
+        return None
+    for feature, field in spec.features:
+        if not any_worker_fits(need=dataclasses.replace(base, capabilities=(*base.capabilities, feature))):
+            return InvalidRequest(request_features.describe_missing(feature, field), param=field, code="unsupported_feature")
+    feature, field = spec.features[0]  # each alone fits, not all together
+    return InvalidRequest(request_features.describe_missing(feature, field), param=field, code="unsupported_feature")
 
 
 def _client_or_worker_error(message: str) -> ApiError:
@@ -293,9 +317,17 @@ def delivered_text(part: dict[str, Any]) -> str:
     return out
 
 
+# Answers shaped by a grammar (json_schema, forced tool calls) or by a tools
+# prompt the verifier does not rebuild: the model's raw distribution, which
+# teacher forcing scores, would refute honest work.
+UNVERIFIABLE_FEATURES = ("tools", "json_schema")
+
+
 def check_of(job: "OpenedJob", *, text: str, finish_reason: Any) -> Check | None:
     """What a verifier needs to re-score this text completion (None for other kinds)."""
     if job.spec.kind != Job.Kind.CHAT:
+        return None
+    if any(feature in UNVERIFIABLE_FEATURES for feature, _ in job.spec.features):
         return None
     return Check(
         job_id=job.public_id,
@@ -322,15 +354,21 @@ def usage_from(reply: dict[str, Any]) -> Usage | None:
 
 
 def chat_spec(*, data: dict[str, Any], caller: Caller, openai_url: str = "/v1/chat/completions") -> JobSpec:
-    return build_spec(
+    """A chat or text completion's job: it needs `llama-infer` and the features its fields ask for."""
+    features = tuple(request_features.needed_features(data).items())
+    if data.get("max_completion_tokens") and not data.get("max_tokens"):
+        # The original worker's llama-cpp-python knows only the older name.
+        data = {**data, "max_tokens": data["max_completion_tokens"]}
+    spec = build_spec(
         kind=Job.Kind.CHAT,
         openai_url=openai_url,
         data=data,
         caller=caller,
-        capabilities=("llama-infer",),
+        capabilities=("llama-infer", *(feature for feature, _ in features)),
         total_default=settings.TOTAL_TIMEOUT,
         stream=bool(data.get("stream")),
     )
+    return dataclasses.replace(spec, features=features)
 
 
 def shape_completion(reply: dict[str, Any], job: OpenedJob, *, object_name: str) -> tuple[dict[str, Any], Usage]:

@@ -1,0 +1,57 @@
+"""Which worker features a request needs, and which of its fields needs each.
+
+Pure: no Django. Workers announce features in their connect message
+(workers/protocol.py KNOWN_FEATURES); a request that needs one goes only to
+workers that have it, because a worker without it would ignore the field and
+answer a silent 200. Fields a worker without the feature still honours (stop,
+seed, max_tokens …) need none.
+"""
+
+from collections.abc import Mapping
+from typing import Any
+
+IMAGE_PARTS = ("image_url", "input_image", "image")
+
+
+def needed_features(data: Mapping[str, Any]) -> dict[str, str]:
+    """{feature: the request field that needs it}, in a stable order, for a chat or text completion."""
+    needs: dict[str, str] = {}
+    # `tool_choice: "none"` with tools asks for plain text, but the tools are still
+    # part of the prompt; only a worker that knows them can render it as asked.
+    if data.get("tools"):
+        needs["tools"] = "tools"
+    elif data.get("functions"):
+        needs["tools"] = "functions"
+    response_format = data.get("response_format")
+    if isinstance(response_format, Mapping) and response_format.get("type") in ("json_object", "json_schema"):
+        needs["json_schema"] = "response_format"
+    logprobs = data.get("logprobs")
+    # Chat's is a switch; the legacy completions' is a count, and 0 still asks for
+    # the chosen tokens' logprobs.
+    if logprobs is True or (not isinstance(logprobs, bool) and isinstance(logprobs, int)):
+        needs["logprobs"] = "logprobs"
+    n = data.get("n")
+    if isinstance(n, int) and not isinstance(n, bool) and n > 1:
+        needs["n"] = "n"
+    if _has_images(data.get("messages")):
+        needs["vision"] = "messages"
+    return needs
+
+
+def _has_images(messages: Any) -> bool:
+    if not isinstance(messages, list):
+        return False
+    return any(
+        isinstance(part, Mapping) and part.get("type") in IMAGE_PARTS
+        for m in messages
+        if isinstance(m, Mapping) and isinstance(m.get("content"), list)
+        for part in m["content"]
+    )
+
+
+def describe_missing(feature: str, field: str) -> str:
+    """The refusal's message when no worker that could otherwise serve the request has `feature`."""
+    return (
+        f"No connected worker that can serve this request supports the `{feature}` feature, "
+        f"which the `{field}` field needs. Retry without `{field}`, or later when such a worker is connected."
+    )
