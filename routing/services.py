@@ -45,6 +45,9 @@ AMBIGUOUS_MODEL_MARKERS = ("Multiple files match", "specify a better filter")
 # is just not on its disk, so another worker is tried; if none has it, it is the
 # caller's mistake.
 MISSING_MODEL_MARKERS = ("Can't find gguf",)
+# The request asks for what no worker can do: a schema llama.cpp cannot turn
+# into a grammar (workerbee/structured.py). The message starts with the field.
+REQUEST_ERROR_MARKERS = ("is not a JSON Schema this worker can enforce", "could not parse the grammar built from it")
 
 _background: set[asyncio.Task] = set()
 
@@ -193,7 +196,7 @@ async def open_job(spec: JobSpec, *, prefix: str) -> OpenedJob:
             return OpenedJob(spec, handle, frames, first, attempt, f"{prefix}-{handle.job_id}", int(time.time()))
         await handle.abandon()
         record_job(spec=spec, handle=handle, public_id=f"{prefix}-{handle.job_id}", status=Job.Status.FAILED, error=last_error.message, attempts=attempt, failure=failure)
-        if isinstance(last_error, InvalidRequest) and any(m in last_error.message for m in AMBIGUOUS_MODEL_MARKERS):
+        if isinstance(last_error, InvalidRequest) and any(m in last_error.message for m in (*AMBIGUOUS_MODEL_MARKERS, *REQUEST_ERROR_MARKERS)):
             raise last_error
         failed_workers.add(handle.claim.worker_id)
         await asyncio.sleep(settings.RETRY_DELAY)
@@ -222,6 +225,8 @@ def _missing_feature(spec: JobSpec) -> ApiError | None:
 
 
 def _client_or_worker_error(message: str) -> ApiError:
+    if any(marker in message for marker in REQUEST_ERROR_MARKERS):
+        return InvalidRequest(f"The worker refused the request: {message}", param=message.split(" ", 1)[0].rstrip(":"))
     if any(marker in message for marker in (*AMBIGUOUS_MODEL_MARKERS, *MISSING_MODEL_MARKERS)):
         return InvalidRequest(f"The worker could not load this model: {message}", param="model", code="model_not_found")
     return WorkerFailed(f"The worker failed: {message}")
@@ -231,8 +236,8 @@ def failure_of(exc: BaseException) -> str:
     """What the worker did wrong, for its stats; "" when it is not to blame."""
     if isinstance(exc, WorkerErrorFrame):
         text = str(exc)
-        if any(marker in text for marker in (*AMBIGUOUS_MODEL_MARKERS, *MISSING_MODEL_MARKERS)):
-            return ""  # it lacks the model the caller named: not a fault
+        if any(marker in text for marker in (*AMBIGUOUS_MODEL_MARKERS, *MISSING_MODEL_MARKERS, *REQUEST_ERROR_MARKERS)):
+            return ""  # it lacks the model the caller named, or the request is wrong: not a fault
         return Failure.BUSY if text.strip().lower() == "busy" else Failure.ERROR
     if isinstance(exc, WorkerGone):
         return Failure.DISCONNECT
