@@ -306,6 +306,13 @@ def record_job(*, spec: JobSpec, handle: JobHandle, public_id: str, status: str,
 # --- Usage ------------------------------------------------------------------------------
 
 
+# What a model writes around a call's name and arguments but the answer does not
+# carry (`{"name": "…", "arguments": …}` and the spaces a grammar allows, or a
+# template's call tags): counted as delivered text, so an honest worker's
+# completion tokens stay within the bounds of what it sent (trust/usage.py).
+TOOL_CALL_WRAPPER = " " * 64
+
+
 def delivered_text(part: dict[str, Any]) -> str:
     """The text of one choice (or stream delta): its content, or tool calls' names and arguments."""
     if not isinstance(part, dict):
@@ -319,6 +326,8 @@ def delivered_text(part: dict[str, Any]) -> str:
         function = call.get("function") if isinstance(call, dict) else None
         if isinstance(function, dict):
             out += str(function.get("name") or "") + str(function.get("arguments") or "")
+            if function.get("name"):  # a call's first part (in a stream, its first delta)
+                out += TOOL_CALL_WRAPPER
     return out
 
 

@@ -452,8 +452,12 @@ def chat_logprobs(entries: list[TokenLogprob]) -> dict[str, Any]:
 
 def completion_logprobs(entries: list[TokenLogprob], *, offset: int) -> dict[str, Any]:
     """The legacy completions' `logprobs` object, text offsets counted from `offset`."""
-    tokens, offsets = [], []
+    tokens, offsets, tops = [], [], []
     for e in entries:
+        top: dict[str, float] = {}
+        for t, lp in e.top:  # best first; two tokens may read the same (a byte token and a character)
+            top.setdefault(t.decode("utf-8", errors="replace"), lp)
+        tops.append(top)
         offsets.append(offset)
         text = e.text.decode("utf-8", errors="replace")
         tokens.append(text)
@@ -461,7 +465,7 @@ def completion_logprobs(entries: list[TokenLogprob], *, offset: int) -> dict[str
     return {
         "tokens": tokens,
         "token_logprobs": [e.logprob for e in entries],
-        "top_logprobs": [{t.decode("utf-8", errors="replace"): lp for t, lp in e.top} for e in entries],
+        "top_logprobs": tops,
         "text_offset": offsets,
     }
 
