@@ -45,6 +45,10 @@ AMBIGUOUS_MODEL_MARKERS = ("Multiple files match", "specify a better filter")
 # is just not on its disk, so another worker is tried; if none has it, it is the
 # caller's mistake.
 MISSING_MODEL_MARKERS = ("Can't find gguf",)
+# The prompt does not fit the worker's context window (llama-cpp-python's words,
+# which the original worker sends too). Another worker may have a larger one, so
+# it is tried; if none does, the caller's request is too long.
+CONTEXT_MARKERS = ("exceed context window",)
 # The request asks for what no worker can do: a schema llama.cpp cannot turn
 # into a grammar (workerbee/structured.py). The message starts with the field.
 REQUEST_ERROR_MARKERS = ("is not a JSON Schema this worker can enforce", "could not parse the grammar built from it")
@@ -185,7 +189,7 @@ async def open_job(spec: JobSpec, *, prefix: str) -> OpenedJob:
             if spec.ends_with_marker and not first:
                 raise WorkerErrorFrame("the worker ended the job without any output")
         except WorkerErrorFrame as exc:
-            last_error, failure = _client_or_worker_error(str(exc)), failure_of(exc)
+            last_error, failure = _client_or_worker_error(str(exc), prompt_field="prompt" if "prompt" in spec.payload else "messages"), failure_of(exc)
         except WorkerGone as exc:
             last_error, failure = WorkerFailed(f"The worker failed before answering: {exc}."), failure_of(exc)
         except FrameTimeout as exc:
@@ -224,9 +228,11 @@ def _missing_feature(spec: JobSpec) -> ApiError | None:
     return InvalidRequest(request_features.describe_missing(feature, field), param=field, code="unsupported_feature")
 
 
-def _client_or_worker_error(message: str) -> ApiError:
+def _client_or_worker_error(message: str, *, prompt_field: str = "messages") -> ApiError:
     if any(marker in message for marker in REQUEST_ERROR_MARKERS):
         return InvalidRequest(f"The worker refused the request: {message}", param=message.split(" ", 1)[0].rstrip(":"))
+    if any(marker in message for marker in CONTEXT_MARKERS):
+        return InvalidRequest(f"The prompt is too long for the worker: {message}", param=prompt_field, code="context_length_exceeded")
     if any(marker in message for marker in (*AMBIGUOUS_MODEL_MARKERS, *MISSING_MODEL_MARKERS)):
         return InvalidRequest(f"The worker could not load this model: {message}", param="model", code="model_not_found")
     return WorkerFailed(f"The worker failed: {message}")
@@ -236,8 +242,8 @@ def failure_of(exc: BaseException) -> str:
     """What the worker did wrong, for its stats; "" when it is not to blame."""
     if isinstance(exc, WorkerErrorFrame):
         text = str(exc)
-        if any(marker in text for marker in (*AMBIGUOUS_MODEL_MARKERS, *MISSING_MODEL_MARKERS, *REQUEST_ERROR_MARKERS)):
-            return ""  # it lacks the model the caller named, or the request is wrong: not a fault
+        if any(marker in text for marker in (*AMBIGUOUS_MODEL_MARKERS, *MISSING_MODEL_MARKERS, *REQUEST_ERROR_MARKERS, *CONTEXT_MARKERS)):
+            return ""  # it lacks the model the caller named, or the request is wrong or too long: not a fault
         return Failure.BUSY if text.strip().lower() == "busy" else Failure.ERROR
     if isinstance(exc, WorkerGone):
         return Failure.DISCONNECT

@@ -201,7 +201,7 @@ class CallStream:
         self.name = ""
         self._start = -1  # where the arguments begin in `text`
         self._sent = 0  # how much of the arguments went out
-        self.arguments = ""  # all of them, once finished
+        self.arguments = ""  # all that went out, once finished
 
     def feed(self, piece: str) -> list[dict[str, Any]]:
         self.text += piece
@@ -226,9 +226,9 @@ class CallStream:
         arguments = self.text[self._start :].rstrip()
         if arguments.endswith("}") and _balanced(arguments[:-1]):
             arguments = arguments[:-1].rstrip()  # the outer object's brace
-        rest = arguments[self._sent :]
-        self._sent = len(arguments)
-        self.arguments = arguments
+        rest = arguments[self._sent :]  # nothing when what went out ended in spaces
+        self.arguments = self.text[self._start : self._start + self._sent] + rest
+        self._sent += len(rest)
         return [{"index": 0, "function": {"arguments": rest}}] if rest else []
 
 

@@ -5,8 +5,10 @@ When no worker that could otherwise serve it has the feature, the refusal is a
 from a worker that ignored the field.
 """
 
+import openai
 import pytest
 
+from routing.services import WorkerErrorFrame, failure_of
 from testkit.fake_worker import chat_reply
 
 MODEL = "TheBloke/vicuna-7B-v1.5-GGUF:Q4_K_M"
@@ -104,3 +106,24 @@ def test_several_choices_come_back_with_their_indexes(start_worker, client):
     start_worker(features=["n"], script=two_choices)
     reply = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}], n=2)
     assert [(c.index, c.message.content) for c in reply.choices] == [(0, "one"), (1, "two")]
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        "response_format.json_schema.schema is not a JSON Schema this worker can enforce: Unrecognized schema",
+        "Requested tokens (900) exceed context window of 512",
+    ],
+)
+def test_a_request_the_worker_refuses_as_wrong_or_too_long_is_not_its_fault(error):
+    assert failure_of(WorkerErrorFrame(error)) == ""
+
+
+def test_a_schema_the_worker_cannot_enforce_is_a_400_naming_the_field(start_worker, client):
+    refusal = {"error": "response_format.json_schema.schema is not a JSON Schema this worker can enforce: Unrecognized schema", "error_type": "BadGrammar"}
+    worker = start_worker(features=["json_schema"], script=lambda job: iter([refusal]))
+    schema = {"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "frobnicate"}}}
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}], response_format=schema, extra_body={"gpu_filter": {"pubkey": worker.pubkey}})
+    assert raised.value.body["param"] == "response_format.json_schema.schema"
+    assert len(worker.jobs) == 1

@@ -117,3 +117,9 @@ def test_streamed_chat_choices_carry_their_logprobs(chat):
         text = "".join(c.delta.content or "" for c in mine)
         tokens = [t.token for c in mine if c.logprobs for t in c.logprobs.content]
         assert len(tokens) == 4 and "".join(tokens) == text
+
+
+def test_a_prompt_longer_than_the_context_is_a_400_naming_it(chat):
+    with pytest.raises(openai.BadRequestError) as caught:
+        chat(messages=[{"role": "user", "content": "hello queen " * 400}])
+    assert (caught.value.body["param"], caught.value.body["code"]) == ("messages", "context_length_exceeded")
