@@ -76,3 +76,47 @@ def test_a_call_read_whole_streams_as_a_first_delta_then_argument_pieces():
     deltas = stream_deltas([call], piece=8)
     assert deltas[0] == {"index": 0, "id": call.id, "type": "function", "function": {"name": "get_weather", "arguments": ""}}
     assert "".join(d["function"]["arguments"] for d in deltas[1:]) == call.arguments
+
+
+class Scripted:
+    """Stands in for a Generation: the pieces a model wrote, then its finish reason."""
+
+    logprobs = None
+    prompt_tokens = [1, 2]
+    completion_tokens = 3
+
+    def __init__(self, *pieces: str, finish_reason: str = "stop"):
+        self.pieces, self.finish_reason = pieces, finish_reason
+
+    def __iter__(self):
+        return iter(self.pieces)
+
+    def take_logprobs(self):
+        return []
+
+
+def auto_stream(*pieces: str) -> list[dict]:
+    from workerbee.catalog import Places
+    from workerbee.inference import Engine, LlamaSettings, Shape
+
+    engine = Engine(places=Places(None, None), settings=LlamaSettings())
+    return [c["choices"][0] for c in engine._chat_stream([Scripted(*pieces)], Shape("m", "chatcmpl", "chat.completion"), plan())]
+
+
+def test_under_auto_text_streams_as_it_comes():
+    choices = auto_stream(" It", " is", " sunny.")
+    assert [c["delta"].get("content") for c in choices[1:-1]] == [" It", " is", " sunny."]
+    assert choices[-1]["finish_reason"] == "stop"
+
+
+def test_under_auto_a_call_is_read_whole_then_streamed_as_deltas():
+    choices = auto_stream(' {"name": "get_', 'weather", "arguments": {"city":', ' "Paris"}}')
+    deltas = [d for c in choices if c["delta"].get("tool_calls") for d in c["delta"]["tool_calls"]]
+    assert deltas[0]["function"]["name"] == "get_weather" and deltas[0]["id"].startswith("call_")
+    assert json.loads("".join(d["function"]["arguments"] for d in deltas)) == {"city": "Paris"}
+    assert choices[-1]["finish_reason"] == "tool_calls"
+
+
+def test_under_auto_text_that_only_looked_like_a_call_is_sent_as_text():
+    choices = auto_stream(" {not", " json}")
+    assert "".join(c["delta"].get("content") or "" for c in choices) == " {not json}"
