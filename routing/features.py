@@ -16,8 +16,9 @@ IMAGE_PARTS = ("image_url", "input_image", "image")
 def needed_features(data: Mapping[str, Any]) -> dict[str, str]:
     """{feature: the request field that needs it}, in a stable order, for a chat or text completion."""
     needs: dict[str, str] = {}
-    # `tool_choice: "none"` with tools asks for plain text, but the tools are still
-    # part of the prompt; only a worker that knows them can render it as asked.
+    # Even with `tool_choice: "none"`: a worker that does not know the field may
+    # still call a tool (llama-cpp-python's function-calling chat formats do) or
+    # render the conversation's tool messages as it pleases.
     if data.get("tools"):
         needs["tools"] = "tools"
     elif data.get("functions"):

@@ -29,8 +29,8 @@ from trust.services import Check
 from workers.dispatch import AllBusy, FrameTimeout, JobHandle, LayerDown, Timeouts, WorkerGone, claim_job
 from workers.services import Need, NoWorkerFits, any_worker_fits
 
-from .auth import Caller
 from . import features as request_features
+from .auth import Caller
 from .errors import ApiError, ChannelLayerDown, InvalidRequest, NoWorkerAvailable, WorkerFailed, WorkerTimedOut
 from .model_names import IMAGE_SIZE, ModelName, parse_model
 from .recorder import FinishedJob, recorder
