@@ -7,13 +7,12 @@ answer a silent 200. Fields a worker without the feature still honours (stop,
 seed, max_tokens …) need none.
 """
 
-from collections.abc import Mapping
 from typing import Any
 
 IMAGE_PARTS = ("image_url", "input_image", "image")
 
 
-def needed_features(data: Mapping[str, Any]) -> dict[str, str]:
+def needed_features(data: dict[str, Any]) -> dict[str, str]:
     """{feature: the request field that needs it}, in a stable order, for a chat or text completion."""
     needs: dict[str, str] = {}
     # Even with `tool_choice: "none"`: a worker that does not know the field may
@@ -24,7 +23,7 @@ def needed_features(data: Mapping[str, Any]) -> dict[str, str]:
     elif data.get("functions"):
         needs["tools"] = "functions"
     response_format = data.get("response_format")
-    if isinstance(response_format, Mapping) and response_format.get("type") in ("json_object", "json_schema"):
+    if isinstance(response_format, dict) and response_format.get("type") in ("json_object", "json_schema"):
         needs["json_schema"] = "response_format"
     logprobs = data.get("logprobs")
     # Chat's is a switch; the legacy completions' is a count, and 0 still asks for
@@ -40,14 +39,16 @@ def needed_features(data: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _has_images(messages: Any) -> bool:
+    # On every request: plain loops over the parsed JSON (dicts and lists), no ABC checks.
     if not isinstance(messages, list):
         return False
-    return any(
-        isinstance(part, Mapping) and part.get("type") in IMAGE_PARTS
-        for m in messages
-        if isinstance(m, Mapping) and isinstance(m.get("content"), list)
-        for part in m["content"]
-    )
+    for m in messages:
+        content = m.get("content") if isinstance(m, dict) else None
+        if isinstance(content, list):
+            for part in content:
+                if isinstance(part, dict) and part.get("type") in IMAGE_PARTS:
+                    return True
+    return False
 
 
 def describe_missing(feature: str, field: str) -> str:
