@@ -89,6 +89,8 @@ def _error_reason(status: str, error: str) -> str | None:
         return "timeout"
     if error.startswith("The worker could not load"):
         return "model_not_found"
+    if error.startswith(("The worker refused the request", "The prompt is too long")):
+        return "bad_request"  # the caller's (routing/services.py): not a worker error
     return "error"
 
 
@@ -105,7 +107,7 @@ def job_recorded(*, spec: Any, handle: Any, public_id: str, status: str, error: 
     if rate is not None:
         metrics.tokens_per_second.labels(kind).observe(rate)
     reason = _error_reason(status, error)
-    if reason and reason != "model_not_found":
+    if reason and reason not in ("model_not_found", "bad_request"):
         metrics.worker_errors.labels(kind, reason).inc()
     logs.event(
         jobs_log, "job", job=public_id, kind=kind, model=safe_model_name(spec.model.name), stream=spec.stream,

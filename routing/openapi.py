@@ -55,7 +55,10 @@ COMMON_ERRORS = {
 }
 INFERENCE_ERRORS = {
     **COMMON_ERRORS,
-    400: _error("The request is invalid; `param` names the field."),
+    400: _error(
+        "The request is invalid; `param` names the field. `unsupported_feature`: no connected worker that "
+        "could serve it has the feature the field needs; `context_length_exceeded`: the prompt fits no worker's context."
+    ),
     413: _error("The request body is larger than MAX_REQUEST_BYTES."),
     415: _error("The body is not JSON."),
     429: _error("Out of credits (`insufficient_quota`) or over the key's rate limit (`rate_limit_exceeded`, with Retry-After)."),

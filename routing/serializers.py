@@ -19,6 +19,7 @@ from .model_names import InvalidModelName, parse_model
 MAX_MESSAGES = 4096
 MAX_TOKENS_LIMIT = 1_000_000
 MAX_INPUTS = 2048
+MAX_CHOICES = 128
 # Forwarded values cross the channel layer, which channels-redis packs with
 # msgpack: it refuses integers outside 64 bits and nests at most 511 deep. A
 # request may ask for neither; a real one (a JSON schema included) nests well
@@ -256,10 +257,11 @@ class GenerationSerializer(WorkerExtensions):
     max_tokens = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=MAX_TOKENS_LIMIT)
     temperature = serializers.FloatField(required=False, allow_null=True, min_value=0, max_value=2)
     top_p = serializers.FloatField(required=False, allow_null=True, min_value=0, max_value=1)
-    # Several choices are not served yet: refused by name rather than ignored.
+    # n > 1 goes to a worker with the "n" feature, which generates every choice
+    # (routing/features.py); OpenAI's own limit.
     n = StrictIntegerField(
-        required=False, allow_null=True, min_value=1, max_value=1,
-        error_messages={"max_value": "Queenbee serves one choice per request for now; n > 1 is not supported yet."},
+        required=False, allow_null=True, min_value=1, max_value=MAX_CHOICES,
+        help_text="Choices to generate. Above 1, needs a worker with the `n` feature (else a 400 naming `n`).",
     )
     stop = serializers.JSONField(required=False, allow_null=True)
     presence_penalty = serializers.FloatField(required=False, allow_null=True, min_value=-2, max_value=2)
@@ -290,10 +292,16 @@ class ChatCompletionSerializer(GenerationSerializer):
     max_completion_tokens = serializers.IntegerField(
         required=False, allow_null=True, min_value=1, max_value=MAX_TOKENS_LIMIT
     )
-    logprobs = StrictBooleanField(required=False, allow_null=True)
+    logprobs = StrictBooleanField(required=False, allow_null=True, help_text="Needs a worker with the `logprobs` feature (else a 400 naming `logprobs`).")
     top_logprobs = StrictIntegerField(required=False, allow_null=True, min_value=0, max_value=20, help_text="Needs `logprobs: true`.")
-    response_format = ResponseFormatSerializer(required=False, allow_null=True)
-    tools = serializers.ListField(child=ToolSerializer(), required=False, allow_null=True, max_length=128)
+    response_format = ResponseFormatSerializer(
+        required=False, allow_null=True,
+        help_text="`json_object` and `json_schema` are grammar-constrained and need a worker with the `json_schema` feature.",
+    )
+    tools = serializers.ListField(
+        child=ToolSerializer(), required=False, allow_null=True, max_length=128,
+        help_text="Function tools. Needs a worker with the `tools` feature (else a 400 naming `tools`).",
+    )
     tool_choice = ToolChoiceField(required=False, allow_null=True)
     parallel_tool_calls = StrictBooleanField(required=False, allow_null=True)
     metadata = MetadataField(required=False, allow_null=True)

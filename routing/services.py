@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
@@ -26,8 +27,9 @@ from stats.services import Failure, JobOutcome
 from trust import usage as usage_bounds
 from trust.services import Check
 from workers.dispatch import AllBusy, FrameTimeout, JobHandle, LayerDown, Timeouts, WorkerGone, claim_job
-from workers.services import Need, NoWorkerFits
+from workers.services import Need, NoWorkerFits, any_worker_fits
 
+from . import features as request_features
 from .auth import Caller
 from .errors import ApiError, ChannelLayerDown, InvalidRequest, NoWorkerAvailable, WorkerFailed, WorkerTimedOut
 from .model_names import IMAGE_SIZE, ModelName, parse_model
@@ -43,6 +45,13 @@ AMBIGUOUS_MODEL_MARKERS = ("Multiple files match", "specify a better filter")
 # is just not on its disk, so another worker is tried; if none has it, it is the
 # caller's mistake.
 MISSING_MODEL_MARKERS = ("Can't find gguf",)
+# The prompt does not fit the worker's context window (llama-cpp-python's words,
+# which the original worker sends too). Another worker may have a larger one, so
+# it is tried; if none does, the caller's request is too long.
+CONTEXT_MARKERS = ("exceed context window",)
+# The request asks for what no worker can do: a schema llama.cpp cannot turn
+# into a grammar (workerbee/structured.py). The message starts with the field.
+REQUEST_ERROR_MARKERS = ("is not a JSON Schema this worker can enforce", "could not parse the grammar built from it")
 
 _background: set[asyncio.Task] = set()
 
@@ -73,6 +82,7 @@ class JobSpec:
     caller: Caller
     stream: bool = False
     ends_with_marker: bool = False
+    features: tuple[tuple[str, str], ...] = ()  # (feature, the field that needs it), see features.py
 
 
 @dataclass
@@ -156,7 +166,7 @@ async def open_job(spec: JobSpec, *, prefix: str) -> OpenedJob:
         try:
             handle = await claim_job(need=need, queue_timeout=settings.QUEUE_TIMEOUT)
         except NoWorkerFits as exc:
-            raise last_error or NoWorkerAvailable(str(exc), code="no_worker_fits") from None
+            raise last_error or await _missing_feature(spec) or NoWorkerAvailable(str(exc), code="no_worker_fits") from None
         except AllBusy:
             raise last_error or NoWorkerAvailable(
                 "All workers that can serve this request are busy. Try again shortly.", code="all_workers_busy"
@@ -179,7 +189,7 @@ async def open_job(spec: JobSpec, *, prefix: str) -> OpenedJob:
             if spec.ends_with_marker and not first:
                 raise WorkerErrorFrame("the worker ended the job without any output")
         except WorkerErrorFrame as exc:
-            last_error, failure = _client_or_worker_error(str(exc)), failure_of(exc)
+            last_error, failure = _client_or_worker_error(str(exc), prompt_field="prompt" if "prompt" in spec.payload else "messages"), failure_of(exc)
         except WorkerGone as exc:
             last_error, failure = WorkerFailed(f"The worker failed before answering: {exc}."), failure_of(exc)
         except FrameTimeout as exc:
@@ -190,14 +200,39 @@ async def open_job(spec: JobSpec, *, prefix: str) -> OpenedJob:
             return OpenedJob(spec, handle, frames, first, attempt, f"{prefix}-{handle.job_id}", int(time.time()))
         await handle.abandon()
         record_job(spec=spec, handle=handle, public_id=f"{prefix}-{handle.job_id}", status=Job.Status.FAILED, error=last_error.message, attempts=attempt, failure=failure)
-        if isinstance(last_error, InvalidRequest) and any(m in last_error.message for m in AMBIGUOUS_MODEL_MARKERS):
+        if isinstance(last_error, InvalidRequest) and any(m in last_error.message for m in (*AMBIGUOUS_MODEL_MARKERS, *REQUEST_ERROR_MARKERS)):
             raise last_error
         failed_workers.add(handle.claim.worker_id)
         await asyncio.sleep(settings.RETRY_DELAY)
     raise last_error
 
 
-def _client_or_worker_error(message: str) -> ApiError:
+@database_sync_to_async
+def _missing_feature(spec: JobSpec) -> ApiError | None:
+    """A 400 naming the feature and field, when a feature is why no worker fits.
+
+    Workers that could serve the request without its features exist, but none
+    has one of them: the caller learns what to drop to be served now. When no
+    worker could serve it even without them, the usual 503 says what it needs.
+    """
+    if not spec.features:
+        return None
+    needed = {feature for feature, _ in spec.features}
+    base = dataclasses.replace(spec.need, capabilities=tuple(c for c in spec.need.capabilities if c not in needed))
+    if not any_worker_fits(need=base):
+        return None
+    for feature, field in spec.features:
+        if not any_worker_fits(need=dataclasses.replace(base, capabilities=(*base.capabilities, feature))):
+            return InvalidRequest(request_features.describe_missing(feature, field), param=field, code="unsupported_feature")
+    feature, field = spec.features[0]  # each alone fits, not all together
+    return InvalidRequest(request_features.describe_missing(feature, field), param=field, code="unsupported_feature")
+
+
+def _client_or_worker_error(message: str, *, prompt_field: str = "messages") -> ApiError:
+    if any(marker in message for marker in REQUEST_ERROR_MARKERS):
+        return InvalidRequest(f"The worker refused the request: {message}", param=message.split(" ", 1)[0].rstrip(":"))
+    if any(marker in message for marker in CONTEXT_MARKERS):
+        return InvalidRequest(f"The prompt is too long for the worker: {message}", param=prompt_field, code="context_length_exceeded")
     if any(marker in message for marker in (*AMBIGUOUS_MODEL_MARKERS, *MISSING_MODEL_MARKERS)):
         return InvalidRequest(f"The worker could not load this model: {message}", param="model", code="model_not_found")
     return WorkerFailed(f"The worker failed: {message}")
@@ -207,8 +242,8 @@ def failure_of(exc: BaseException) -> str:
     """What the worker did wrong, for its stats; "" when it is not to blame."""
     if isinstance(exc, WorkerErrorFrame):
         text = str(exc)
-        if any(marker in text for marker in (*AMBIGUOUS_MODEL_MARKERS, *MISSING_MODEL_MARKERS)):
-            return ""  # it lacks the model the caller named: not a fault
+        if any(marker in text for marker in (*AMBIGUOUS_MODEL_MARKERS, *MISSING_MODEL_MARKERS, *REQUEST_ERROR_MARKERS, *CONTEXT_MARKERS)):
+            return ""  # it lacks the model the caller named, or the request is wrong or too long: not a fault
         return Failure.BUSY if text.strip().lower() == "busy" else Failure.ERROR
     if isinstance(exc, WorkerGone):
         return Failure.DISCONNECT
@@ -277,6 +312,13 @@ def record_job(*, spec: JobSpec, handle: JobHandle, public_id: str, status: str,
 # --- Usage ------------------------------------------------------------------------------
 
 
+# What a model writes around a call's name and arguments but the answer does not
+# carry (`{"name": "…", "arguments": …}` and the spaces a grammar allows, or a
+# template's call tags): counted as delivered text, so an honest worker's
+# completion tokens stay within the bounds of what it sent (trust/usage.py).
+TOOL_CALL_WRAPPER = " " * 64
+
+
 def delivered_text(part: dict[str, Any]) -> str:
     """The text of one choice (or stream delta): its content, or tool calls' names and arguments."""
     if not isinstance(part, dict):
@@ -290,12 +332,22 @@ def delivered_text(part: dict[str, Any]) -> str:
         function = call.get("function") if isinstance(call, dict) else None
         if isinstance(function, dict):
             out += str(function.get("name") or "") + str(function.get("arguments") or "")
+            if function.get("name"):  # a call's first part (in a stream, its first delta)
+                out += TOOL_CALL_WRAPPER
     return out
+
+
+# Answers shaped by a grammar (json_schema, forced tool calls) or by a tools
+# prompt the verifier does not rebuild: the model's raw distribution, which
+# teacher forcing scores, would refute honest work.
+UNVERIFIABLE_FEATURES = ("tools", "json_schema")
 
 
 def check_of(job: "OpenedJob", *, text: str, finish_reason: Any) -> Check | None:
     """What a verifier needs to re-score this text completion (None for other kinds)."""
     if job.spec.kind != Job.Kind.CHAT:
+        return None
+    if any(feature in UNVERIFIABLE_FEATURES for feature, _ in job.spec.features):
         return None
     return Check(
         job_id=job.public_id,
@@ -322,15 +374,21 @@ def usage_from(reply: dict[str, Any]) -> Usage | None:
 
 
 def chat_spec(*, data: dict[str, Any], caller: Caller, openai_url: str = "/v1/chat/completions") -> JobSpec:
-    return build_spec(
+    """A chat or text completion's job: it needs `llama-infer` and the features its fields ask for."""
+    features = tuple(request_features.needed_features(data).items())
+    if data.get("max_completion_tokens") and not data.get("max_tokens"):
+        # The original worker's llama-cpp-python knows only the older name.
+        data = {**data, "max_tokens": data["max_completion_tokens"]}
+    spec = build_spec(
         kind=Job.Kind.CHAT,
         openai_url=openai_url,
         data=data,
         caller=caller,
-        capabilities=("llama-infer",),
+        capabilities=("llama-infer", *(feature for feature, _ in features)),
         total_default=settings.TOTAL_TIMEOUT,
         stream=bool(data.get("stream")),
     )
+    return dataclasses.replace(spec, features=features)
 
 
 def shape_completion(reply: dict[str, Any], job: OpenedJob, *, object_name: str) -> tuple[dict[str, Any], Usage]:

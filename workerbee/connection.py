@@ -6,9 +6,11 @@ then the coordinator sends job envelopes `{"openai_url", "openai_req"}` one at a
 time and the worker answers each with one frame, or with stream chunks ended by
 `{}`, or with `{"error", "error_type"}`.
 
-Queenbee's additive extension: the connect message ends with `"features":
-["verify"]`, and a worker announcing it may get `/queenbee/verify` jobs
-(wire format in verify.py), answered with one `{"verification": ...}` frame.
+Queenbee's additive extension: the connect message ends with
+`"context_length"` (the context window it loads models with) and `"features"`
+(FEATURES below). Announcing "verify" brings `/queenbee/verify` jobs (wire
+format in verify.py), answered with one `{"verification": ...}` frame; the
+other features bring requests with the fields they name.
 
 Unlike the original, a lost connection is retried with exponential backoff and
 jitter (the original looped tightly against a refused port), the hardware report
@@ -36,9 +38,12 @@ from .inference import Engine, LlamaSettings
 log = logging.getLogger(__name__)
 
 CAPABILITIES = ["llama-infer"]
-# Queenbee's extensions of the protocol this worker serves: "verify" is the
-# /queenbee/verify job (teacher-forced scoring of another worker's completion).
-FEATURES = ["verify"]
+# Queenbee's extensions of the protocol this worker serves (workers/protocol.py):
+# "verify" is the /queenbee/verify job (teacher-forced scoring of another
+# worker's completion); the others are request fields it honours for real
+# (inference.py): tools and tool_choice, response_format under a grammar,
+# logprobs, and n choices. No "vision": it loads no image projector.
+FEATURES = ["verify", "tools", "json_schema", "logprobs", "n"]
 # The original worker's keepalive: a ping every 10 s, and up to 120 s for its pong,
 # because a coordinator busy relaying other workers' streams may answer late.
 PING_INTERVAL = 10.0
@@ -134,6 +139,7 @@ class Worker:
             auth_key=self.config.auth_key,
             hardware=hardware.measure(self.places.models_dir),
             models=self.advertised_models(),
+            context_length=self.config.ctx_size,
             features=FEATURES,
         )
 

@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 # OpenAI's sampling defaults where the request says nothing; llama.cpp's otherwise.
 DEFAULT_TEMPERATURE = 1.0
 DEFAULT_TOP_P = 1.0
@@ -71,10 +73,44 @@ def stop_list(stop: Any) -> list[str]:
     return [stop] if isinstance(stop, str) else [s for s in stop if s]
 
 
-class Generation:
-    """Iterate to get text pieces; afterwards `completion_tokens` and `finish_reason` are final."""
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One sampled token's log-probability under the model, with the most likely alternatives."""
 
-    def __init__(self, llm: Any, prompt_tokens: list[int], *, max_tokens: int | None, stop: list[str], sampling: Sampling, should_stop: Callable[[], bool]):
+    text: bytes
+    logprob: float
+    top: tuple[tuple[bytes, float], ...]
+
+
+def token_logprob(llm: Any, vocab: Any, token: int, top: int) -> TokenLogprob:
+    """From the logits the token was sampled from: still the context's last row
+    while `Llama.generate` yields it (it evaluates the token on the next step).
+    The raw distribution, as OpenAI reports it: before temperature, penalties and grammar."""
+    import llama_cpp
+
+    n_vocab = llama_cpp.llama_vocab_n_tokens(vocab)
+    logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(n_vocab,)).astype(np.float64)
+    logits -= logits.max()
+    logprobs = logits - np.log(np.exp(logits).sum())
+    best = np.argpartition(-logprobs, top)[:top] if top else np.array([], dtype=int)
+    best = best[np.argsort(-logprobs[best])]
+    return TokenLogprob(
+        text=token_bytes(vocab, token),
+        logprob=float(logprobs[token]),
+        top=tuple((token_bytes(vocab, int(t)), float(logprobs[t])) for t in best),
+    )
+
+
+class Generation:
+    """Iterate to get text pieces; afterwards `completion_tokens` and `finish_reason` are final.
+
+    With `grammar` (a llama_cpp.LlamaGrammar) only text the grammar accepts is
+    sampled. With `logprobs` (how many alternatives, 0 for none) every sampled
+    token's TokenLogprob is kept in order; `take_logprobs` hands over those not
+    taken yet, so a stream sends each with the piece it belongs to.
+    """
+
+    def __init__(self, llm: Any, prompt_tokens: list[int], *, max_tokens: int | None, stop: list[str], sampling: Sampling, should_stop: Callable[[], bool], grammar: Any = None, logprobs: int | None = None):
         room = llm.n_ctx() - len(prompt_tokens)
         if room <= 0:
             raise ValueError(f"Requested tokens ({len(prompt_tokens)}) exceed context window of {llm.n_ctx()}")
@@ -86,6 +122,15 @@ class Generation:
         self.should_stop = should_stop
         self.completion_tokens = 0
         self.finish_reason = "length"
+        self.grammar = grammar
+        self.logprobs = logprobs
+        self.token_logprobs: list[TokenLogprob] = []
+        self._taken = 0
+
+    def take_logprobs(self) -> list[TokenLogprob]:
+        new = self.token_logprobs[self._taken :]
+        self._taken = len(self.token_logprobs)
+        return new
 
     def _logits_processor(self):
         if not self.sampling.logit_bias:
@@ -131,6 +176,7 @@ class Generation:
             mirostat_tau=s.mirostat_tau,
             mirostat_eta=s.mirostat_eta,
             logits_processor=self._logits_processor(),
+            grammar=self.grammar,
         )
         try:
             for token in tokens:
@@ -140,6 +186,8 @@ class Generation:
                     self.finish_reason = "stop"
                     break
                 self.completion_tokens += 1
+                if self.logprobs is not None:
+                    self.token_logprobs.append(token_logprob(llm, vocab, token, self.logprobs))
                 pending += decoder.decode(token_bytes(vocab, token))
                 hits = [pending.index(s) for s in self.stop if s in pending]
                 if hits:

@@ -65,11 +65,13 @@ def connect_message(
     hardware: HardwareReport,
     models: list[str],
     features: list[str],
+    context_length: int = 0,
 ) -> dict[str, Any]:
     """The first frame of every connection, in the original's field order and units.
 
-    `features` is Queenbee's additive field (after all of the original's, and signed
-    with them): abilities beyond the original protocol, such as "verify".
+    `context_length` and `features` are Queenbee's additive fields (after all of
+    the original's, and signed with them): the context window in tokens, and
+    abilities beyond the original protocol, such as "verify" or "tools".
     """
     message: dict[str, Any] = {
         "worker_version": version,
@@ -85,6 +87,7 @@ def connect_message(
         "vram": hardware.ram_bytes,  # the original's name for available system RAM
         **copy.deepcopy(UNSIGNED_GPU_FIELDS),
         "models": models,
+        "context_length": context_length,
         "features": features,
     }
     message["sig"] = sign(message, privkey)

@@ -12,6 +12,8 @@ asks for another. Embeddings use a second llama.cpp context on the same file
 weights are memory-mapped, so it shares them with the first.
 """
 
+import dataclasses
+import itertools
 import logging
 import time
 import uuid
@@ -20,8 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import structured
 from .catalog import Places, resolve
-from .generation import Generation, Sampling, stop_list
+from .generation import Generation, Sampling, TokenLogprob, stop_list
+from .tools import CallStream, ToolPlan, could_be_call, stream_deltas, template_messages, transcript_call
 from .verify import completion_tokens, eog_tokens, teacher_force
 
 log = logging.getLogger(__name__)
@@ -77,13 +81,25 @@ def _text(content: Any) -> str:
     return content or ""
 
 
-def fallback_chat_prompt(messages: list[dict[str, Any]]) -> ChatPrompt:
-    """A plain transcript for models without a chat template (usually base models)."""
-    lines = []
+def fallback_chat_prompt(messages: list[dict[str, Any]], *, tools: ToolPlan | None = None) -> ChatPrompt:
+    """A plain transcript for models without a chat template (usually base models).
+
+    Tools are described in the system text before it, and calls the assistant
+    made are written the way it is asked to write them (tools.py).
+    """
+    lines = [f"{tools.instructions()}\n"] if tools else []
     for m in messages:
         role = m.get("role", "user")
         text = _text(m.get("content"))
-        lines.append(f"{text}\n" if role in ("system", "developer") else f"{'Assistant' if role == 'assistant' else 'User'}: {text}")
+        if role in ("system", "developer"):
+            lines.append(f"{text}\n")
+        elif role in ("tool", "function"):
+            lines.append(f"Tool result: {text}")
+        elif role == "assistant":
+            calls = [transcript_call(c) for c in m.get("tool_calls") or () if isinstance(c, dict)]
+            lines.append(f"Assistant: {' '.join([text, *calls]).strip() if calls else text}")
+        else:
+            lines.append(f"User: {text}")
     return ChatPrompt("\n".join(lines) + "\nAssistant:", ["\nUser:"], has_bos=False)
 
 
@@ -154,37 +170,114 @@ class Engine:
         raise UnsupportedJob(f"This worker does not serve {openai_url}")
 
     def chat(self, req: dict[str, Any]) -> Reply:
+        """A chat completion: `n` choices, each of them text or tool calls (tools.py),
+        under the grammar `response_format` or a forced tool call asks for (structured.py)."""
         llm = self._load(req["model"])
-        prompt = self._chat_prompt(llm, req.get("messages") or [])
+        plan = ToolPlan.from_request(req)
+        prompt = self._chat_prompt(llm, req.get("messages") or [], tools=plan)
         tokens = self._chat_tokens(llm, prompt)
-        generation = Generation(
-            llm,
-            tokens,
-            max_tokens=req.get("max_completion_tokens") or req.get("max_tokens"),
-            stop=stop_list(req.get("stop")) + prompt.stop,
-            sampling=Sampling.from_request(req),
-            should_stop=self.should_stop,
-        )
+        grammar = self._grammar(llm, req, plan)
+        logprobs = (req.get("top_logprobs") or 0) if req.get("logprobs") else None
+        generations = [
+            Generation(
+                llm,
+                tokens,
+                max_tokens=req.get("max_completion_tokens") or req.get("max_tokens"),
+                stop=stop_list(req.get("stop")) + prompt.stop,
+                sampling=sampling,
+                should_stop=self.should_stop,
+                grammar=grammar,
+                logprobs=logprobs,
+            )
+            for sampling in choice_samplings(req)
+        ]
         reply = Shape(req["model"], "chatcmpl", "chat.completion")
         if req.get("stream"):
-            return self._chat_stream(generation, reply)
-        text = "".join(generation)
-        return reply.body(
-            [{"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None, "finish_reason": generation.finish_reason}],
-            usage(len(tokens), generation.completion_tokens),
-        )
+            return self._chat_stream(generations, reply, plan)
+        choices = [self._chat_choice(i, generation, plan) for i, generation in enumerate(generations)]
+        return reply.body(choices, usage(len(tokens), sum(g.completion_tokens for g in generations)))
 
-    def _chat_stream(self, generation: Generation, reply: "Shape") -> Iterator[dict[str, Any]]:
+    @staticmethod
+    def _chat_choice(index: int, generation: Generation, plan: ToolPlan | None) -> dict[str, Any]:
+        text = "".join(generation)
+        message: dict[str, Any] = {"role": "assistant", "content": text}
+        finish, logprobs = generation.finish_reason, chat_logprobs(generation.take_logprobs()) if generation.logprobs is not None else None
+        calls = plan.parse(text) if plan else []
+        if calls:
+            message = {"role": "assistant", "content": None, "tool_calls": [c.as_dict() for c in calls]}
+            finish = plan.finish_reason() if finish == "stop" else finish
+            logprobs = None  # OpenAI reports logprobs of content only
+        return {"index": index, "message": message, "logprobs": logprobs, "finish_reason": finish}
+
+    def _grammar(self, llm: Any, req: dict[str, Any], plan: ToolPlan | None) -> Any:
+        import llama_cpp
+
+        vocab = llama_cpp.llama_model_get_vocab(llm.model)
+        schema = plan.call_schema() if plan else None
+        if schema is not None:
+            return structured.schema_grammar(schema, vocab=vocab, field="tools")
+        return structured.response_format_grammar(req.get("response_format"), vocab=vocab)
+
+    def _chat_stream(self, generations: list[Generation], reply: "Shape", plan: ToolPlan | None) -> Iterator[dict[str, Any]]:
         # The role chunk waits for the first token, so that Queenbee's first-token
         # timeout and its first-token timing cover the prompt's evaluation too.
-        role = [reply.chunk([{"index": 0, "delta": {"role": "assistant"}, "logprobs": None, "finish_reason": None}])]
+        for index, generation in enumerate(generations):
+            role = [reply.chunk([{"index": index, "delta": {"role": "assistant"}, "logprobs": None, "finish_reason": None}])]
+            if plan and plan.mode != "auto":
+                pieces = self._forced_call_deltas(index, generation, reply, plan, role)
+            elif plan:
+                pieces = self._auto_deltas(index, generation, reply, plan, role)
+            else:
+                pieces = self._content_deltas(index, generation, reply, role)
+            finish = yield from pieces
+            yield from role
+            last = reply.chunk([{"index": index, "delta": {}, "logprobs": None, "finish_reason": finish}])
+            if index == len(generations) - 1:
+                last["usage"] = usage(len(generation.prompt_tokens), sum(g.completion_tokens for g in generations))
+            yield last
+
+    @staticmethod
+    def _content_deltas(index: int, generation: Generation, reply: "Shape", role: list, *, before: str = "") -> Iterator[dict[str, Any]]:
+        """Content chunks, each with the logprobs of its tokens; returns the finish reason."""
+        pieces = itertools.chain([before] if before else [], generation)
+        for text in pieces:
+            yield from role
+            role.clear()
+            logprobs = chat_logprobs(generation.take_logprobs()) if generation.logprobs is not None else None
+            yield reply.chunk([{"index": index, "delta": {"content": text}, "logprobs": logprobs, "finish_reason": None}])
+        return generation.finish_reason
+
+    @staticmethod
+    def _forced_call_deltas(index: int, generation: Generation, reply: "Shape", plan: ToolPlan, role: list) -> Iterator[dict[str, Any]]:
+        """A call the grammar forces, streamed as it is generated."""
+        call = CallStream()
         for text in generation:
             yield from role
-            role = []
-            yield reply.chunk([{"index": 0, "delta": {"content": text}, "logprobs": None, "finish_reason": None}])
-        yield from role
-        last = reply.chunk([{"index": 0, "delta": {}, "logprobs": None, "finish_reason": generation.finish_reason}])
-        yield {**last, "usage": usage(len(generation.prompt_tokens), generation.completion_tokens)}
+            role.clear()
+            deltas = call.feed(text)
+            if deltas:
+                yield reply.chunk([{"index": index, "delta": {"tool_calls": deltas}, "logprobs": None, "finish_reason": None}])
+        deltas = call.finish()
+        if deltas:
+            yield reply.chunk([{"index": index, "delta": {"tool_calls": deltas}, "logprobs": None, "finish_reason": None}])
+        return plan.finish_reason() if generation.finish_reason == "stop" and call.name else generation.finish_reason
+
+    def _auto_deltas(self, index: int, generation: Generation, reply: "Shape", plan: ToolPlan, role: list) -> Iterator[dict[str, Any]]:
+        """Text streams as it comes, unless its start may be a call: then it is read whole."""
+        text, pieces = "", iter(generation)
+        for piece in pieces:
+            yield from role
+            role.clear()
+            text += piece
+            if not could_be_call(text):
+                return (yield from self._content_deltas(index, _Rest(generation, pieces), reply, role, before=text))
+        calls = plan.parse(text)
+        if not calls:
+            return (yield from self._content_deltas(index, _Rest(generation, iter(())), reply, role, before=text))
+        generation.take_logprobs()
+        for delta in stream_deltas(calls):
+            yield reply.chunk([{"index": index, "delta": {"tool_calls": [delta]}, "logprobs": None, "finish_reason": None}])
+        return plan.finish_reason() if generation.finish_reason == "stop" else generation.finish_reason
 
     @staticmethod
     def _chat_tokens(llm: Any, prompt: ChatPrompt) -> list[int]:
@@ -194,61 +287,78 @@ class Engine:
     def _prompt_tokens(llm: Any, prompt: str) -> list[int]:
         return llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
 
-    def _chat_prompt(self, llm: Any, messages: list[dict[str, Any]]) -> ChatPrompt:
+    def _chat_prompt(self, llm: Any, messages: list[dict[str, Any]], *, tools: ToolPlan | None = None) -> ChatPrompt:
+        """The prompt as the model's own chat template writes it, tools included;
+        the plain transcript for a model without one."""
         template = llm.metadata.get("tokenizer.chat_template")
         if not template:
-            return fallback_chat_prompt(messages)
+            return fallback_chat_prompt(messages, tools=tools)
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         def token_text(token: int) -> str:
             return llm.detokenize([token], special=True).decode("utf-8", errors="replace") if token >= 0 else ""
 
         formatter = Jinja2ChatFormatter(template=template, eos_token=token_text(llm.token_eos()), bos_token=token_text(llm.token_bos()))
-        plain = [{**m, "content": _text(m.get("content"))} for m in messages]
-        result = formatter(messages=plain)
+        plain = [{**m, "content": _text(m.get("content"))} for m in template_messages(messages)]
+        if tools and "tools" not in template:
+            plain = with_system_text(plain, tools.instructions())  # a template that cannot show them
+        result = formatter(messages=plain, tools=tools.template_tools if tools and "tools" in template else None)
         return ChatPrompt(result.prompt, [], has_bos=bool(result.added_special))
 
     def completions(self, req: dict[str, Any]) -> Reply:
+        """A text completion of each prompt, `n` choices each (choice p·n + j is prompt p's j-th)."""
         llm = self._load(req["model"])
         prompts = req.get("prompt")
         prompts = [prompts] if isinstance(prompts, str) else list(prompts or [""])
         reply = Shape(req["model"], "cmpl", "text_completion")
-        generations = []
+        logprobs = req.get("logprobs") if isinstance(req.get("logprobs"), int) and not isinstance(req.get("logprobs"), bool) else None
+        grammar = self._grammar(llm, req, None)
+        runs = []  # (prompt, generation) per choice
         for prompt in prompts:
             tokens = self._prompt_tokens(llm, prompt)
-            generations.append(
-                Generation(
+            for sampling in choice_samplings(req):
+                generation = Generation(
                     llm,
                     tokens,
                     max_tokens=req.get("max_tokens") or COMPLETIONS_MAX_TOKENS,
                     stop=stop_list(req.get("stop")),
-                    sampling=Sampling.from_request(req),
+                    sampling=sampling,
                     should_stop=self.should_stop,
+                    grammar=grammar,
+                    logprobs=logprobs,
                 )
-            )
+                runs.append((prompt, generation))
         echo = bool(req.get("echo"))
         if req.get("stream"):
-            return self._completions_stream(prompts, generations, reply, echo=echo)
+            return self._completions_stream(runs, reply, echo=echo)
         choices = []
-        for i, (prompt, generation) in enumerate(zip(prompts, generations)):
-            text = (prompt if echo else "") + "".join(generation)
-            choices.append({"index": i, "text": text, "logprobs": None, "finish_reason": generation.finish_reason})
-        return reply.body(choices, self._total_usage(generations))
+        for i, (prompt, generation) in enumerate(runs):
+            head = prompt if echo else ""
+            text = head + "".join(generation)
+            lp = completion_logprobs(generation.take_logprobs(), offset=len(head)) if logprobs is not None else None
+            choices.append({"index": i, "text": text, "logprobs": lp, "finish_reason": generation.finish_reason})
+        return reply.body(choices, self._total_usage(runs))
 
-    def _completions_stream(self, prompts: list[str], generations: list[Generation], reply: "Shape", *, echo: bool) -> Iterator[dict[str, Any]]:
-        for i, (prompt, generation) in enumerate(zip(prompts, generations)):
+    def _completions_stream(self, runs: list[tuple[str, Generation]], reply: "Shape", *, echo: bool) -> Iterator[dict[str, Any]]:
+        for i, (prompt, generation) in enumerate(runs):
+            offset = 0
             if echo and prompt:
                 yield reply.chunk([{"index": i, "text": prompt, "logprobs": None, "finish_reason": None}])
+                offset = len(prompt)
             for text in generation:
-                yield reply.chunk([{"index": i, "text": text, "logprobs": None, "finish_reason": None}])
+                lp = completion_logprobs(generation.take_logprobs(), offset=offset) if generation.logprobs is not None else None
+                offset += len(text)
+                yield reply.chunk([{"index": i, "text": text, "logprobs": lp, "finish_reason": None}])
             last = reply.chunk([{"index": i, "text": "", "logprobs": None, "finish_reason": generation.finish_reason}])
-            if i == len(generations) - 1:
-                last["usage"] = self._total_usage(generations)
+            if i == len(runs) - 1:
+                last["usage"] = self._total_usage(runs)
             yield last
 
     @staticmethod
-    def _total_usage(generations: list[Generation]) -> dict[str, int]:
-        return usage(sum(len(g.prompt_tokens) for g in generations), sum(g.completion_tokens for g in generations))
+    def _total_usage(runs: list[tuple[str, Generation]]) -> dict[str, int]:
+        """Each prompt counted once however many choices it has, as OpenAI counts."""
+        prompts = {id(g.prompt_tokens): len(g.prompt_tokens) for _, g in runs}
+        return usage(sum(prompts.values()), sum(g.completion_tokens for _, g in runs))
 
     def embeddings(self, req: dict[str, Any]) -> Reply:
         llm = self._load(req["model"], embedding=True)
@@ -304,6 +414,68 @@ def stop_starts(llm: Any, stops: list[str], completion: str) -> set[int]:
     (a token held "\n" and the stop is "\nUser:"), the first token of its rest."""
     rests = {stop[k:] for stop in stops for k in range(len(stop)) if completion.endswith(stop[:k])}
     return {tokens[0] for rest in rests if (tokens := completion_tokens(llm, rest))}
+
+
+class _Rest:
+    """What is left of a generation being iterated, standing in for it."""
+
+    def __init__(self, generation: Generation, pieces: Iterator[str]):
+        self._pieces = pieces
+        self.logprobs = generation.logprobs
+        self.take_logprobs = generation.take_logprobs
+        self._generation = generation
+
+    def __iter__(self) -> Iterator[str]:
+        return self._pieces
+
+    @property
+    def finish_reason(self) -> str:
+        return self._generation.finish_reason
+
+
+def choice_samplings(req: dict[str, Any]) -> list[Sampling]:
+    """One Sampling per choice; with a `seed`, choice i samples with seed + i, so
+    `n` choices differ and the same request gives the same choices again."""
+    sampling = Sampling.from_request(req)
+    n = req.get("n") or 1
+    if sampling.seed is None:
+        return [sampling] * n
+    return [dataclasses.replace(sampling, seed=(sampling.seed + i) % 2**32) for i in range(n)]
+
+
+def with_system_text(messages: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
+    if messages and messages[0].get("role") in ("system", "developer"):
+        return [{**messages[0], "content": f"{text}\n\n{messages[0]['content']}"}, *messages[1:]]
+    return [{"role": "system", "content": text}, *messages]
+
+
+def chat_logprobs(entries: list[TokenLogprob]) -> dict[str, Any]:
+    """Chat's `logprobs` object for some tokens of a choice."""
+
+    def one(text: bytes, logprob: float) -> dict[str, Any]:
+        return {"token": text.decode("utf-8", errors="replace"), "logprob": logprob, "bytes": list(text)}
+
+    return {"content": [{**one(e.text, e.logprob), "top_logprobs": [one(t, lp) for t, lp in e.top]} for e in entries], "refusal": None}
+
+
+def completion_logprobs(entries: list[TokenLogprob], *, offset: int) -> dict[str, Any]:
+    """The legacy completions' `logprobs` object, text offsets counted from `offset`."""
+    tokens, offsets, tops = [], [], []
+    for e in entries:
+        top: dict[str, float] = {}
+        for t, lp in e.top:  # best first; two tokens may read the same (a byte token and a character)
+            top.setdefault(t.decode("utf-8", errors="replace"), lp)
+        tops.append(top)
+        offsets.append(offset)
+        text = e.text.decode("utf-8", errors="replace")
+        tokens.append(text)
+        offset += len(text)
+    return {
+        "tokens": tokens,
+        "token_logprobs": [e.logprob for e in entries],
+        "top_logprobs": tops,
+        "text_offset": offsets,
+    }
 
 
 def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:

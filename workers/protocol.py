@@ -23,9 +23,30 @@ MAX_MODEL_NAME = 300
 MAX_CAPABILITIES = 16  # their joined text has a 500-character column
 MAX_CAPABILITY = 24
 # Queenbee's additive connect field `features`: abilities beyond the original
-# protocol (e.g. "verify"). Only workers that announce one get its jobs.
+# protocol. Only workers that announce one get the jobs that need it (routing
+# adds a request's features to the capabilities it needs, routing/features.py):
+#   verify       /queenbee/verify jobs (teacher-forced scores, workerbee/verify.py)
+#   tools        `tools` and `tool_choice` honoured, tool calls answered as OpenAI does
+#   json_schema  `response_format` json_object and json_schema, grammar-constrained
+#   logprobs     chat `logprobs`/`top_logprobs`, completions `logprobs`
+#   n            several choices (`n` > 1) in one job, with their indexes
+#   vision       image content parts in messages
+#   continue     continuing a partial assistant message (issue 16)
 MAX_FEATURES = 16
-KNOWN_FEATURES = ("verify",)
+KNOWN_FEATURES = ("verify", "tools", "json_schema", "logprobs", "n", "vision", "continue")
+# A worker that sends no `features` at all is an original workerbee (or a
+# client written to its protocol). It posts the request to the llama-cpp-python
+# server it runs (reference §5), pinned `^0.2.2` by workerbee 0.3.x (late 2023),
+# and no version of that range can be relied on for any feature above: JSON mode
+# landed in 0.2.1x and json_schema only in 2024 (and llama-cpp-python's handler
+# never read OpenAI's `json_schema` envelope), chat logprobs in 0.2.58, tool calls
+# only with the functionary/chatml-function-calling formats, and `n` is ignored.
+# Each of those would be a silent 200 that ignored the field, so none is implied.
+# Fields every such version takes (stop, seed, max_tokens, temperature …) need
+# no feature. Keyed by version so a later original release could imply some.
+ORIGINAL_WORKER_FEATURES: tuple[tuple[str, tuple[str, ...]], ...] = (("0", ()),)
+# The additive `context_length`: the worker's context window in tokens (0 = not said).
+MAX_CONTEXT_LENGTH = 2**24
 
 
 class ProtocolError(Exception):
@@ -122,6 +143,7 @@ class ConnectInfo:
     web_gpus: tuple[GpuInfo, ...]
     models: tuple[str, ...]
     features: tuple[str, ...] = ()
+    context_length: int = 0
 
     @property
     def identity(self) -> str:
@@ -160,6 +182,28 @@ def version_key(version: str) -> str:
         return ""
     parts = [int(p) for p in version.split(".")] + [0, 0, 0]
     return ".".join(f"{p:06d}" for p in parts[:4])
+
+
+def implied_features(worker_version: str) -> tuple[str, ...]:
+    """What a worker that sends no `features` field is assumed to support.
+
+    The one place this is decided (see ORIGINAL_WORKER_FEATURES): the entry
+    for the highest version not above the worker's, nothing when unparsable.
+    """
+    key = version_key(worker_version)
+    implied: tuple[str, ...] = ()
+    for version, features in ORIGINAL_WORKER_FEATURES:
+        if key and key >= version_key(version):
+            implied = features
+    return implied
+
+
+def _features(msg: dict, worker_version: str) -> tuple[str, ...]:
+    if "features" not in msg:
+        return implied_features(worker_version)
+    # Unknown features are ignored, so a newer worker still connects.
+    listed = _str_list(msg, "features", max_items=MAX_FEATURES, max_length=MAX_CAPABILITY)
+    return tuple(f for f in dict.fromkeys(listed) if f in KNOWN_FEATURES)
 
 
 def _str(msg: dict, key: str, default: str = "", *, max_length: int = MAX_STRING) -> str:
@@ -233,11 +277,15 @@ def parse_connect_message(msg: dict[str, Any]) -> ConnectInfo:
     """Validate the first frame a worker sends. Missing fields take the original's defaults."""
     if "openai_req" in msg or "cpu_count" not in msg and "worker_version" not in msg:
         raise ProtocolError("first frame must be the connect message")
+    worker_version = _str(msg, "worker_version", max_length=MAX_VERSION)
+    context_length = _int(msg, "context_length") or 0
+    if context_length > MAX_CONTEXT_LENGTH:
+        raise ProtocolError(f"connect message: context_length is larger than {MAX_CONTEXT_LENGTH}")
     capabilities = _str_list(
         msg, "capabilities", DEFAULT_CAPABILITIES, max_items=MAX_CAPABILITIES, max_length=MAX_CAPABILITY
     ) or DEFAULT_CAPABILITIES
     return ConnectInfo(
-        worker_version=_str(msg, "worker_version", max_length=MAX_VERSION),
+        worker_version=worker_version,
         capabilities=capabilities,
         pubkey=_str(msg, "pubkey", max_length=MAX_PUBKEY),
         slug=_str(msg, "slug", max_length=MAX_SLUG),
@@ -254,8 +302,6 @@ def parse_connect_message(msg: dict[str, Any]) -> ConnectInfo:
         cl_gpus=_gpus(msg, "cl_gpus"),
         web_gpus=_gpus(msg, "web_gpus"),
         models=_str_list(msg, "models", max_length=MAX_MODEL_NAME),
-        # Unknown features are ignored, so a newer worker still connects.
-        features=tuple(
-            f for f in _str_list(msg, "features", max_items=MAX_FEATURES, max_length=MAX_CAPABILITY) if f in KNOWN_FEATURES
-        ),
+        features=_features(msg, worker_version),
+        context_length=context_length,
     )

@@ -403,3 +403,8 @@ def count_frames(*, connection_id: int, stray: int = 0, bad: int = 0) -> None:
     )
     if bad:
         stats_services.punish_connection(connection_id=connection_id, reason=stats_services.Failure.GARBAGE)
+
+
+def any_worker_fits(*, need: Need) -> bool:
+    """Whether any live connection could serve `need`, free or not (routing names a missing feature by it)."""
+    return fitting_connections(need).exists()

@@ -49,7 +49,7 @@ def pinned(worker) -> dict:
 
 
 def test_a_chat_request_reaches_the_worker_with_every_field_unchanged(start_worker, http):
-    worker = start_worker()
+    worker = start_worker(features=["tools", "json_schema", "logprobs"])
     messages = [
         {"role": "user", "content": "hi", "x-trace": "m1"},
         {"role": "assistant", "content": None, "refusal": None, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}]},
@@ -78,7 +78,7 @@ def test_a_streamed_chat_request_forwards_unknown_fields_too(start_worker, http)
 
 
 def test_a_text_completion_forwards_its_own_fields_and_unknown_ones(start_worker, http):
-    worker = start_worker(script=lambda job: [{"id": "c", "object": "text_completion", "choices": [{"index": 0, "text": "ok", "finish_reason": "stop"}], "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}])
+    worker = start_worker(features=["logprobs"], script=lambda job: [{"id": "c", "object": "text_completion", "choices": [{"index": 0, "text": "ok", "finish_reason": "stop"}], "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}])
     body = {"model": MODEL, "prompt": "Once", "logprobs": 3, "suffix": "!", "best_of": 1, "seed": 7, **UNKNOWN, **pinned(worker)}
     response = http.post("/v1/completions", json=body)
     assert response.status_code == 200, response.text[:300]

@@ -37,6 +37,17 @@ STREAM_EVENTS = [
 ]
 
 
+
+@pytest.fixture
+def start_worker(start_worker):
+    """Fake workers that announce the features these requests need (routing/features.py)."""
+
+    def start(*args, **kwargs):
+        kwargs.setdefault("features", ["tools", "json_schema", "logprobs", "n"])
+        return start_worker(*args, **kwargs)
+
+    return start
+
 def only(worker) -> dict:
     return {"gpu_filter": {"pubkey": worker.pubkey}}
 

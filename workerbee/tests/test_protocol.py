@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 WIRE_ORDER = [
     "worker_version", "capabilities", "pubkey", "slug", "sig", "ln_url", "ln_address", "auth_key",
     "cpu_count", "disk_space", "vram", "nv_gpu_count", "nv_driver_version", "nv_gpus",
-    "cl_driver_version", "cl_gpus", "web_gpus", "models", "features",
+    "cl_driver_version", "cl_gpus", "web_gpus", "models", "context_length", "features",
 ]
 
 
@@ -64,7 +64,9 @@ def test_it_sends_the_original_connect_message(fake_queen, make_config, run_work
     assert 0.5 < hello["vram"] / hardware.available_ram() < 2
     assert hello["models"] == ["TheBloke/Llama-2-7B-Chat-GGUF:Q4_K_M"]
     assert (hello["nv_gpus"], hello["cl_gpus"], hello["web_gpus"]) == ([], [], [])
-    assert hello["features"] == ["verify"]  # Queenbee's additive field, after the original's
+    # Queenbee's additive fields, after the original's
+    assert hello["features"] == ["verify", "tools", "json_schema", "logprobs", "n"]
+    assert hello["context_length"] == 4096
 
 
 def test_its_connect_message_passes_queenbee_verification(fake_queen, make_config, run_worker):
