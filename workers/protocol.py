@@ -25,7 +25,7 @@ MAX_CAPABILITY = 24
 # Queenbee's additive connect field `features`: abilities beyond the original
 # protocol (e.g. "verify"). Only workers that announce one get its jobs.
 MAX_FEATURES = 16
-KNOWN_FEATURES = ("verify",)
+KNOWN_FEATURES = ("verify", "continue")  # "continue": routing/continuation.py
 
 
 class ProtocolError(Exception):
