@@ -37,8 +37,10 @@ log = logging.getLogger(__name__)
 
 CAPABILITIES = ["llama-infer"]
 # Queenbee's extensions of the protocol this worker serves: "verify" is the
-# /queenbee/verify job (teacher-forced scoring of another worker's completion).
-FEATURES = ["verify"]
+# /queenbee/verify job (teacher-forced scoring of another worker's completion);
+# "continue" continues a chat's final assistant message (`continue_final_message`,
+# inference.py), so a stream whose worker died goes on here.
+FEATURES = ["verify", "continue"]
 # The original worker's keepalive: a ping every 10 s, and up to 120 s for its pong,
 # because a coordinator busy relaying other workers' streams may answer late.
 PING_INTERVAL = 10.0

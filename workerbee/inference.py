@@ -77,14 +77,40 @@ def _text(content: Any) -> str:
     return content or ""
 
 
-def fallback_chat_prompt(messages: list[dict[str, Any]]) -> ChatPrompt:
-    """A plain transcript for models without a chat template (usually base models)."""
+def continues_final_message(req: dict[str, Any]) -> bool:
+    """A continuation job (Queenbee's "continue" feature, vLLM's field names): the
+    final assistant message is the start of the answer, to be continued in
+    place, with no new generation prompt."""
+    messages = req.get("messages") or []
+    return bool(req.get("continue_final_message")) and bool(messages) and isinstance(messages[-1], dict) and messages[-1].get("role") == "assistant"
+
+
+def fallback_chat_prompt(messages: list[dict[str, Any]], *, continue_final: bool = False) -> ChatPrompt:
+    """A plain transcript for models without a chat template (usually base models).
+
+    Continuing the final assistant message gives exactly the prompt its start was
+    generated from followed by that start, so the text reads on."""
+    if continue_final:
+        head = fallback_chat_prompt(messages[:-1])
+        return ChatPrompt(head.text + _text(messages[-1].get("content")), head.stop, has_bos=False)
     lines = []
     for m in messages:
         role = m.get("role", "user")
         text = _text(m.get("content"))
         lines.append(f"{text}\n" if role in ("system", "developer") else f"{'Assistant' if role == 'assistant' else 'User'}: {text}")
     return ChatPrompt("\n".join(lines) + "\nAssistant:", ["\nUser:"], has_bos=False)
+
+
+def continued_transcript(rendered: str, content: str) -> str:
+    """A chat template's transcript cut right after the final message's text, so
+    that the model continues that message instead of closing its turn (what
+    vLLM does for `continue_final_message`). Templates that trim messages lose
+    the text's trailing whitespace, which is put back."""
+    for needle in (content, content.rstrip(), content.strip()):
+        if needle and (at := rendered.rfind(needle)) >= 0:
+            cut = rendered[: at + len(needle)]
+            return cut if needle == content else cut + content[len(content.rstrip()):]
+    raise ValueError("the chat template does not show the message to continue")
 
 
 class Engine:
@@ -155,7 +181,7 @@ class Engine:
 
     def chat(self, req: dict[str, Any]) -> Reply:
         llm = self._load(req["model"])
-        prompt = self._chat_prompt(llm, req.get("messages") or [])
+        prompt = self._chat_prompt(llm, req.get("messages") or [], continue_final=continues_final_message(req))
         tokens = self._chat_tokens(llm, prompt)
         generation = Generation(
             llm,
@@ -194,19 +220,23 @@ class Engine:
     def _prompt_tokens(llm: Any, prompt: str) -> list[int]:
         return llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
 
-    def _chat_prompt(self, llm: Any, messages: list[dict[str, Any]]) -> ChatPrompt:
+    def _chat_prompt(self, llm: Any, messages: list[dict[str, Any]], *, continue_final: bool = False) -> ChatPrompt:
         template = llm.metadata.get("tokenizer.chat_template")
         if not template:
-            return fallback_chat_prompt(messages)
+            return fallback_chat_prompt(messages, continue_final=continue_final)
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         def token_text(token: int) -> str:
             return llm.detokenize([token], special=True).decode("utf-8", errors="replace") if token >= 0 else ""
 
-        formatter = Jinja2ChatFormatter(template=template, eos_token=token_text(llm.token_eos()), bos_token=token_text(llm.token_bos()))
+        formatter = Jinja2ChatFormatter(
+            template=template, eos_token=token_text(llm.token_eos()), bos_token=token_text(llm.token_bos()),
+            add_generation_prompt=not continue_final,
+        )
         plain = [{**m, "content": _text(m.get("content"))} for m in messages]
         result = formatter(messages=plain)
-        return ChatPrompt(result.prompt, [], has_bos=bool(result.added_special))
+        text = continued_transcript(result.prompt, plain[-1]["content"]) if continue_final else result.prompt
+        return ChatPrompt(text, [], has_bos=bool(result.added_special))
 
     def completions(self, req: dict[str, Any]) -> Reply:
         llm = self._load(req["model"])

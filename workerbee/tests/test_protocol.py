@@ -64,7 +64,7 @@ def test_it_sends_the_original_connect_message(fake_queen, make_config, run_work
     assert 0.5 < hello["vram"] / hardware.available_ram() < 2
     assert hello["models"] == ["TheBloke/Llama-2-7B-Chat-GGUF:Q4_K_M"]
     assert (hello["nv_gpus"], hello["cl_gpus"], hello["web_gpus"]) == ([], [], [])
-    assert hello["features"] == ["verify"]  # Queenbee's additive field, after the original's
+    assert hello["features"] == ["verify", "continue"]  # Queenbee's additive field, after the original's
 
 
 def test_its_connect_message_passes_queenbee_verification(fake_queen, make_config, run_worker):
