@@ -109,6 +109,7 @@ class StreamTally:
     hung: int = 0
     refused: dict = field(default_factory=dict)  # status codes before any chunk
     keepalives: int = 0
+    errors: Counter = field(default_factory=Counter)  # the error events' messages
 
 
 async def one_stream(client: httpx.AsyncClient, tag: str, chat: bool, tally: StreamTally) -> None:
@@ -136,6 +137,7 @@ async def one_stream(client: httpx.AsyncClient, tag: str, chat: bool, tally: Str
                 event = json.loads(line[6:])
                 if "error" in event:
                     error = True
+                    tally.errors[event["error"]["message"][:80]] += 1
                     continue
                 for choice in event["choices"]:
                     text += (choice["delta"].get("content") or "") if chat else choice.get("text") or ""
@@ -401,7 +403,7 @@ def mid_stream_soak(args, processes: list[QueenProcess]) -> int:
     print(f"mid-stream soak: {mode}; {elapsed:.0f} s, {args.clients} clients, {args.workers} workers, {len(kills)} kills ({sum(kills)} mid-stream)")
     print(f"streams {tally.streams}  answered {answered}  refused before any chunk {tally.refused}  hung {tally.hung}")
     print(f"complete with exactly the whole text {tally.exact} ({tally.exact / max(answered, 1):.2%} of answered)")
-    print(f"ended with an error event {tally.error_events}  missing tokens {tally.missing}  cut without [DONE] or error {tally.cut}")
+    print(f"ended with an error event {tally.error_events} {dict(tally.errors)}  missing tokens {tally.missing}  cut without [DONE] or error {tally.cut}")
     print(f"crossed {tally.crossed}  duplicated {tally.duplicated}  leaked busy connections or waiters {leaked}")
     print(f"recorded streams {recorded}, continued {continued}; continuations per stream {dict(sorted(per_stream.items()))}, "
           f"mean {sum(c * n for c, n in per_stream.items()) / max(recorded, 1):.3f}, per continued stream "
