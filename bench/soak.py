@@ -110,6 +110,7 @@ class StreamTally:
     refused: dict = field(default_factory=dict)  # status codes before any chunk
     keepalives: int = 0
     errors: Counter = field(default_factory=Counter)  # the error events' messages
+    ids: list = field(default_factory=list)  # the streams' ids, to read their records
 
 
 async def one_stream(client: httpx.AsyncClient, tag: str, chat: bool, tally: StreamTally) -> None:
@@ -135,6 +136,8 @@ async def one_stream(client: httpx.AsyncClient, tag: str, chat: bool, tally: Str
                     done += 1
                     continue
                 event = json.loads(line[6:])
+                if "id" in event and not text and not tally.ids[-1:] == [event["id"]]:
+                    tally.ids.append(event["id"])
                 if "error" in event:
                     error = True
                     tally.errors[event["error"]["message"][:80]] += 1
@@ -198,14 +201,17 @@ def streamer_worker(url: str, **kwargs) -> FakeWorker:
     return FakeWorker(url, script=Streamer(), capabilities=["llama-infer", "soak"], features=["continue"], **kwargs).start()
 
 
-def continuations_since(started_at) -> tuple[Counter, int]:
-    """Continuations per recorded stream (the streams' own rows) and failed parts, since `started_at`."""
+def continuations_of(ids: list[str]) -> tuple[Counter, int]:
+    """Continuations per recorded stream (the streams' own rows) and their failed parts."""
     _django()
     from routing.models import Job
 
-    jobs = Job.objects.filter(created_at__gte=started_at, stream=True, caller="bypass")
-    per_stream = Counter(jobs.exclude(public_id__contains="-part").values_list("continuations", flat=True))
-    return per_stream, jobs.filter(public_id__contains="-part").count()
+    per_stream = Counter()
+    for at in range(0, len(ids), 500):
+        per_stream.update(Job.objects.filter(public_id__in=ids[at:at + 500]).values_list("continuations", flat=True))
+    wanted = set(ids)
+    parts = sum(1 for p in Job.objects.filter(public_id__contains="-part").values_list("public_id", flat=True) if p.rsplit("-part", 1)[0] in wanted)
+    return per_stream, parts
 
 
 def _django() -> None:
@@ -374,14 +380,12 @@ def main() -> int:
 
 
 def mid_stream_soak(args, processes: list[QueenProcess]) -> int:
-    from django.utils import timezone
-
     _django()
     workers = [streamer_worker(processes[i % len(processes)].ws_url) for i in range(args.workers)]
     time.sleep(1)
     tally, stop, kills = StreamTally(), threading.Event(), []
     chaos = threading.Thread(target=mid_stream_killer, args=(processes, workers, stop, args.kill_every, kills), daemon=True)
-    started, started_at = time.monotonic(), timezone.now()
+    started = time.monotonic()
     chaos.start()
     try:
         asyncio.run(stream_clients([p.url for p in processes], args.clients, args.seconds, tally))
@@ -391,7 +395,7 @@ def mid_stream_soak(args, processes: list[QueenProcess]) -> int:
     elapsed = time.monotonic() - started
     time.sleep(2)  # let the last drains and records finish
     leaked = leaked_busy_connections()
-    per_stream, failed_parts = continuations_since(started_at)
+    per_stream, failed_parts = continuations_of(tally.ids)
     for w in workers:
         w.stop()
     for p in processes:

@@ -468,6 +468,10 @@ class StreamRelay:
             return Usage(self.reported.prompt_tokens, self.reported.completion_tokens)
         return Usage(0, self.completion_tokens - self.earlier_tokens, estimated=True)
 
+    def answered(self) -> bool:
+        """Whether the only choice has finished (its finish_reason delivered)."""
+        return self.finish_reason is not None and set(self.texts) <= {0}
+
     # --- Continuation -------------------------------------------------------------
 
     def continuation_spec(self) -> JobSpec | None:
@@ -541,6 +545,8 @@ async def _relay(first: OpenedJob | str, opening: AsyncIterator[Any], *, prefix:
                         yield event
                 break
             except (WorkerGone, FrameTimeout, ApiError) as exc:
+                if relay.answered():
+                    break  # the worker died between its last chunk and its end marker: nothing is missing
                 spec = relay.continuation_spec()
                 if spec is None:
                     raise

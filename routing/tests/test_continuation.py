@@ -176,3 +176,11 @@ def test_a_stream_filtered_to_one_worker_is_not_continued_elsewhere(start_worker
     other = start_worker(script=finishing(), capabilities=["llama-infer", cap], features=["continue"])
     events = sse_events(http, "/v1/chat/completions", {"model": MODEL, "messages": HI, "stream": True, "gpu_filter": {"pubkey": dying.pubkey}})
     assert "error" in events[-1] and other.jobs == []
+
+
+def test_a_worker_lost_after_its_last_chunk_but_before_its_end_marker_leaves_a_whole_stream(start_worker, http, db_access):
+    worker = start_worker(script=lambda job: iter([*stream_chunks(STORY), Disconnect()]))
+    events = sse_events(http, "/v1/chat/completions", {"model": MODEL, "messages": HI, "stream": True, "gpu_filter": {"pubkey": worker.pubkey}})
+    assert chat_text(events) == "".join(STORY) and events[-1] == "[DONE]"
+    record = wait_for(lambda: Job.objects.filter(public_id=events[0]["id"]).first(), what="stream recorded")
+    assert (record.status, record.continuations) == ("succeeded", 0)
