@@ -553,17 +553,12 @@ async def _relay(first: OpenedJob | str, opening: AsyncIterator[Any], *, prefix:
                 # Until the next part has its first frame, this part's failure is
                 # the stream's (a caller leaving meanwhile still punishes it).
                 status, error, failure = Job.Status.FAILED, _stream_error(exc).message, failure_of(exc)
-                failed_workers.add(job.handle.claim.worker_id)
-                await job.handle.abandon()
-                async with aclosing(keepalive.awaiting(open_on_worker(spec, prefix=prefix, failed_workers=failed_workers), interval=settings.STREAM_KEEPALIVE_INTERVAL)) as opening:
-                    try:
-                        async for item in opening:
-                            if isinstance(item, str):
-                                yield item
-                            else:
-                                next_job = item
-                    except ApiError:
-                        raise exc from None  # nobody could continue: the stream ends with its own failure
+                async with aclosing(_take_over(job, spec, failure=exc, prefix=prefix, failed_workers=failed_workers)) as opening:
+                    async for item in opening:
+                        if isinstance(item, str):
+                            yield item
+                        else:
+                            next_job = item
                 in_background(_finish_part(job, public_id=relay.part_id(), error=error, failure=failure, usage=relay.part_usage()))
                 status, error, failure = Job.Status.CANCELLED, "", ""
                 job = next_job
@@ -582,6 +577,20 @@ async def _relay(first: OpenedJob | str, opening: AsyncIterator[Any], *, prefix:
             in_background(billing.release_stream_slot(slot))
         else:
             in_background(_finish(job, relay, status=status, error=error, failure=failure, slot=slot, check=check))
+
+
+async def _take_over(job: OpenedJob, spec: JobSpec, *, failure: Exception, prefix: str, failed_workers: set[int]) -> AsyncIterator[str | OpenedJob]:
+    """Keep-alives while another worker takes over the failed `job`'s stream, then
+    its opened job; raises the stream's own `failure` when none can."""
+    failed_workers.add(job.handle.claim.worker_id)
+    await job.handle.abandon()  # a stalled worker's connection drains meanwhile
+    opening = keepalive.awaiting(open_on_worker(spec, prefix=prefix, failed_workers=failed_workers), interval=settings.STREAM_KEEPALIVE_INTERVAL)
+    try:
+        async with aclosing(opening):
+            async for item in opening:
+                yield item
+    except ApiError:
+        raise failure from None
 
 
 async def _part_events(job: OpenedJob, relay: StreamRelay) -> AsyncIterator[str]:
