@@ -7,8 +7,10 @@ time and the worker answers each with one frame, or with stream chunks ended by
 `{}`, or with `{"error", "error_type"}`.
 
 Queenbee's additive extension: the connect message ends with `"features":
-["verify"]`, and a worker announcing it may get `/queenbee/verify` jobs
-(wire format in verify.py), answered with one `{"verification": ...}` frame.
+["verify", "continue"]`. A worker announcing "verify" may get `/queenbee/verify`
+jobs (wire format in verify.py), answered with one `{"verification": ...}` frame;
+one announcing "continue" may get chat jobs whose final assistant message is to
+be continued (`continue_final_message`, inference.py).
 
 Unlike the original, a lost connection is retried with exponential backoff and
 jitter (the original looped tightly against a refused port), the hardware report
