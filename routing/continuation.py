@@ -62,13 +62,18 @@ def continuable(*, openai_url: str, payload: dict[str, Any], choices: set[int], 
     return False
 
 
+def limit_reached(*, openai_url: str, payload: dict[str, Any], delivered_tokens: int) -> bool:
+    """Whether the delivered text used the caller's whole token limit: the answer
+    is whole, its finish ("length") is all that is missing."""
+    return any(n <= 0 for n in _remaining_tokens(_limits(openai_url, payload), delivered_tokens).values())
+
+
 def continued_request(*, openai_url: str, payload: dict[str, Any], need: Need, delivered: Delivered) -> tuple[dict[str, Any], Need] | None:
     """The request and the need of the job that continues `delivered`; None when
     the delivered text already used the caller's whole token limit."""
     if not delivered.text:
         return payload, need
-    limits = payload if openai_url == CHAT_URL else {**payload, "max_tokens": payload.get("max_tokens") or COMPLETIONS_MAX_TOKENS}
-    remaining = _remaining_tokens(limits, delivered.tokens)
+    remaining = _remaining_tokens(_limits(openai_url, payload), delivered.tokens)
     if any(n <= 0 for n in remaining.values()):
         return None
     payload = {**payload, **remaining}
@@ -85,6 +90,10 @@ def continued_request(*, openai_url: str, payload: dict[str, Any], need: Need, d
         payload["prompt"] = (prompt if isinstance(prompt, str) else prompt[0]) + delivered.text
         payload["echo"] = False  # the caller already has the prompt, if it asked for it
     return payload, need
+
+
+def _limits(openai_url: str, payload: dict[str, Any]) -> dict[str, Any]:
+    return payload if openai_url == CHAT_URL else {**payload, "max_tokens": payload.get("max_tokens") or COMPLETIONS_MAX_TOKENS}
 
 
 def _remaining_tokens(payload: dict[str, Any], delivered_tokens: int) -> dict[str, int]:

@@ -472,6 +472,17 @@ class StreamRelay:
         """Whether the only choice has finished (its finish_reason delivered)."""
         return self.finish_reason is not None and set(self.texts) <= {0}
 
+    def limit_reached(self) -> bool:
+        spec = self.job.spec
+        return set(self.texts) <= {0} and continuation.limit_reached(openai_url=spec.openai_url, payload=spec.payload, delivered_tokens=self.completion_tokens)
+
+    def finish(self, reason: str) -> dict[str, Any]:
+        """The last chunk of the only choice, when its worker could not send it."""
+        self.finish_reason = reason
+        choice = {"index": 0, "text": ""} if self.job.spec.openai_url == continuation.COMPLETIONS_URL else {"index": 0, "delta": {}}
+        choice.update(logprobs=None, finish_reason=reason)
+        return {"id": self.job.public_id, "object": self.object_name, "created": self.job.created, "model": self.job.spec.model.name, "choices": [choice]}
+
     # --- Continuation -------------------------------------------------------------
 
     def continuation_spec(self) -> JobSpec | None:
@@ -547,6 +558,9 @@ async def _relay(first: OpenedJob | str, opening: AsyncIterator[Any], *, prefix:
             except (WorkerGone, FrameTimeout, ApiError) as exc:
                 if relay.answered():
                     break  # the worker died between its last chunk and its end marker: nothing is missing
+                if relay.limit_reached():
+                    yield sse(relay.finish("length"))  # it died before saying the limit was reached
+                    break
                 spec = relay.continuation_spec()
                 if spec is None:
                     raise

@@ -184,3 +184,15 @@ def test_a_worker_lost_after_its_last_chunk_but_before_its_end_marker_leaves_a_w
     assert chat_text(events) == "".join(STORY) and events[-1] == "[DONE]"
     record = wait_for(lambda: Job.objects.filter(public_id=events[0]["id"]).first(), what="stream recorded")
     assert (record.status, record.continuations) == ("succeeded", 0)
+
+
+def test_a_worker_lost_after_the_callers_token_limit_ends_the_stream_with_finish_reason_length(start_worker, http, db_access):
+    cap, prompt = tag(), "A story: "
+    start_worker(script=failing(4, prompt=prompt), capabilities=["llama-infer", cap])
+    other = start_worker(script=finishing(prompt=prompt), capabilities=["llama-infer", cap])
+    ranked_last(other)
+    body = {"model": MODEL, "prompt": prompt, "max_tokens": 4, "stream": True, "gpu_filter": {"capabilities": [cap]}}
+    events = sse_events(http, "/v1/completions", body)
+    assert "".join(c["text"] for e in events if isinstance(e, dict) for c in e["choices"]) == "Once upon a time"
+    assert events[-2]["choices"][0]["finish_reason"] == "length" and events[-1] == "[DONE]"
+    assert other.jobs == []
