@@ -111,6 +111,7 @@ class StreamTally:
     keepalives: int = 0
     errors: Counter = field(default_factory=Counter)  # the error events' messages
     ids: list = field(default_factory=list)  # the streams' ids, to read their records
+    error_ids: list = field(default_factory=list)
 
 
 async def one_stream(client: httpx.AsyncClient, tag: str, chat: bool, tally: StreamTally) -> None:
@@ -120,7 +121,7 @@ async def one_stream(client: httpx.AsyncClient, tag: str, chat: bool, tally: Str
         url, body = "/v1/completions", {"prompt": f"{tag}|", "max_tokens": ANSWER_TOKENS}
     body.update(model=MODEL, stream=True, gpu_filter={"capabilities": ["soak"]}, ft_timeout=5)
     tally.streams += 1
-    text, done, error = "", 0, False
+    text, done, error, stream_id = "", 0, False, None
     try:
         async with client.stream("POST", url, json=body) as r:
             if r.status_code != 200:
@@ -136,8 +137,9 @@ async def one_stream(client: httpx.AsyncClient, tag: str, chat: bool, tally: Str
                     done += 1
                     continue
                 event = json.loads(line[6:])
-                if "id" in event and not text and not tally.ids[-1:] == [event["id"]]:
-                    tally.ids.append(event["id"])
+                if "id" in event and stream_id is None:
+                    stream_id = event["id"]
+                    tally.ids.append(stream_id)
                 if "error" in event:
                     error = True
                     tally.errors[event["error"]["message"][:80]] += 1
@@ -158,6 +160,7 @@ async def one_stream(client: httpx.AsyncClient, tag: str, chat: bool, tally: Str
         tally.duplicated += 1
     elif error:
         tally.error_events += 1
+        tally.error_ids.append(stream_id or "")
     elif not done:
         tally.cut += 1
     elif text == "".join(answer(tag)):
@@ -396,6 +399,7 @@ def mid_stream_soak(args, processes: list[QueenProcess]) -> int:
     time.sleep(2)  # let the last drains and records finish
     leaked = leaked_busy_connections()
     per_stream, failed_parts = continuations_of(tally.ids)
+    per_error_stream, _ = continuations_of(tally.error_ids)
     for w in workers:
         w.stop()
     for p in processes:
@@ -407,7 +411,8 @@ def mid_stream_soak(args, processes: list[QueenProcess]) -> int:
     print(f"mid-stream soak: {mode}; {elapsed:.0f} s, {args.clients} clients, {args.workers} workers, {len(kills)} kills ({sum(kills)} mid-stream)")
     print(f"streams {tally.streams}  answered {answered}  refused before any chunk {tally.refused}  hung {tally.hung}")
     print(f"complete with exactly the whole text {tally.exact} ({tally.exact / max(answered, 1):.2%} of answered)")
-    print(f"ended with an error event {tally.error_events} {dict(tally.errors)}  missing tokens {tally.missing}  cut without [DONE] or error {tally.cut}")
+    print(f"ended with an error event {tally.error_events} {dict(tally.errors)}, continuations before the error {dict(per_error_stream)}")
+    print(f"missing tokens {tally.missing}  cut without [DONE] or error {tally.cut}")
     print(f"crossed {tally.crossed}  duplicated {tally.duplicated}  leaked busy connections or waiters {leaked}")
     print(f"recorded streams {recorded}, continued {continued}; continuations per stream {dict(sorted(per_stream.items()))}, "
           f"mean {sum(c * n for c, n in per_stream.items()) / max(recorded, 1):.3f}, per continued stream "
