@@ -18,7 +18,7 @@ delivered, and what that worker streams is relayed as the rest of one stream
 A delivered text that is still empty (the worker failed after the role chunk)
 needs no continuation: the request is sent again unchanged, to any worker.
 
-Pure: the decisions and the rewritten request only; no Django, no I/O.
+The decisions and the rewritten request only, no I/O: the relay is in services.py.
 """
 
 import dataclasses
