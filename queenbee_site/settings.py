@@ -338,6 +338,19 @@ DRAIN_TIMEOUT = env.float("DRAIN_TIMEOUT", default=600.0)
 # Pause before retrying on another worker (the original's 0.25 s): lets a worker
 # that just failed drop out of the registry first.
 RETRY_DELAY = env.float("RETRY_DELAY", default=0.25)
+# A stream whose worker fails after its first token (disconnect, stall past
+# GAP_TIMEOUT, error frame, garbage) is continued on another worker this many
+# times at most, from the text already delivered (routing/continuation.py); then
+# it ends with an error event. Each continuation costs a new worker's prompt
+# evaluation and possibly a model load, so a few are worth it and a worker
+# crowd that keeps failing one request should not be walked through entirely.
+STREAM_CONTINUATIONS = env.int("STREAM_CONTINUATIONS", default=2)
+# While a stream waits for its first frame (a worker downloading or loading a
+# model takes minutes) or for its next one, an SSE comment line `: keep-alive`
+# is sent this often, so that proxies with an idle read timeout (nginx's
+# proxy_read_timeout is 60 s, AWS ALB's idle timeout 60 s, Cloudflare's 100 s)
+# keep the connection. 15 s stays well under all of them. 0 turns it off.
+STREAM_KEEPALIVE_INTERVAL = env.float("STREAM_KEEPALIVE_INTERVAL", default=15.0)
 
 # Models listed by /v1/models even when no connected worker advertises them.
 DEFAULT_MODELS = env.list(

@@ -67,6 +67,11 @@ class Job(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices)
     error = models.TextField(blank=True)
     attempts = models.PositiveSmallIntegerField(default=1)
+    # A stream whose worker failed mid-answer and was continued on another worker
+    # (routing/continuation.py): how many times. The failed parts are rows of
+    # their own, `<public_id>-part1`, `-part2`…, failed and never billed; this row,
+    # under the id the caller saw, carries the usage of the whole answer.
+    continuations = models.PositiveSmallIntegerField(default=0)
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
     usage_estimated = models.BooleanField(default=False)

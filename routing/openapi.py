@@ -172,7 +172,8 @@ class WorkerCounts(serializers.Serializer):
 SSE = OpenApiResponse(
     OpenApiTypes.STR,
     description="With `stream: true`: server-sent events, one `data: {chunk}` per token, ending with `data: [DONE]` "
-    "(or an error event and no `[DONE]` if the worker fails mid-stream).",
+    "(a worker that fails mid-stream is replaced by another that continues the same text; an error event and "
+    "no `[DONE]` when none can). Lines starting with `:` are keep-alive comments, which SSE clients ignore.",
 )
 
 # --- One decorator per operation ---------------------------------------------------------

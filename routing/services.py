@@ -3,8 +3,11 @@
 The flow (DESIGN.md "The flow of one request"): `open_job` claims a connection
 that fits (waiting in line if all are busy), sends the job and waits for its first
 frame. A worker that errors, times out or disconnects before its first frame is
-replaced once by a different worker. After the first frame the job is committed
-to that worker: a failure ends a stream with an error event.
+replaced once by a different worker. After the first frame a non-stream job is
+committed to that worker; a stream whose worker fails is continued on another
+worker from the text already delivered (routing/continuation.py), a bounded
+number of times, and then ends with an error event. While a stream waits for a
+frame it sends keep-alive comments (routing/keepalive.py).
 """
 
 import asyncio
@@ -13,6 +16,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -29,6 +33,7 @@ from trust.services import Check
 from workers.dispatch import AllBusy, FrameTimeout, JobHandle, LayerDown, Timeouts, WorkerGone, claim_job
 from workers.services import Need, NoWorkerFits, any_worker_fits
 
+from . import continuation, keepalive
 from . import features as request_features
 from .auth import Caller
 from .errors import ApiError, ChannelLayerDown, InvalidRequest, NoWorkerAvailable, WorkerFailed, WorkerTimedOut
@@ -159,7 +164,13 @@ def _error_from_frame(frame: dict[str, Any]) -> str:
 async def open_job(spec: JobSpec, *, prefix: str) -> OpenedJob:
     """Claim a worker, send the job, and wait for its first frame (one retry elsewhere)."""
     await billing.admit(spec.caller)  # 429 over the key's rate or funds, before any claim
-    failed_workers: set[int] = set()
+    return await open_on_worker(spec, prefix=prefix)
+
+
+async def open_on_worker(spec: JobSpec, *, prefix: str, failed_workers: set[int] | None = None) -> OpenedJob:
+    """open_job without admission (a continuation was admitted with its stream).
+    Workers that fail are added to `failed_workers` and never tried again."""
+    failed_workers = set() if failed_workers is None else failed_workers
     last_error: ApiError | None = None
     for attempt in (1, 2):
         need = dataclasses.replace(spec.need, exclude_workers=frozenset(failed_workers))
@@ -183,7 +194,7 @@ async def open_job(spec: JobSpec, *, prefix: str) -> OpenedJob:
             raise ChannelLayerDown("Queenbee cannot reach its workers right now (channel layer down); retry shortly.") from None
         frames = handle.frames(spec.timeouts)
         try:
-            first = await anext(frames)
+            first = await _first_frame(handle, frames)
             if "error" in first:
                 raise WorkerErrorFrame(_error_from_frame(first))
             if spec.ends_with_marker and not first:
@@ -205,6 +216,16 @@ async def open_job(spec: JobSpec, *, prefix: str) -> OpenedJob:
         failed_workers.add(handle.claim.worker_id)
         await asyncio.sleep(settings.RETRY_DELAY)
     raise last_error
+
+
+async def _first_frame(handle: JobHandle, frames: AsyncIterator[dict[str, Any]]) -> dict[str, Any]:
+    try:
+        return await anext(frames)
+    except asyncio.CancelledError:
+        # The caller left while the worker prepared (a stream opening behind
+        # keep-alives is cancelled then): the connection drains as after any leave.
+        in_background(handle.abandon())
+        raise
 
 
 @database_sync_to_async
@@ -263,9 +284,15 @@ def failure_of(exc: BaseException) -> str:
 STATS_KINDS = {Job.Kind.CHAT: "text", Job.Kind.EMBEDDINGS: "embeddings", Job.Kind.IMAGES: "image"}
 
 
-def record_job(*, spec: JobSpec, handle: JobHandle, public_id: str, status: str, error: str = "", attempts: int = 1, usage: Usage | None = None, images: int = 0, failure: str = "", check: Check | None = None) -> None:
-    """Log the finished job and hand its stats, record and charges to the batch writer."""
+def record_job(*, spec: JobSpec, handle: JobHandle, public_id: str, status: str, error: str = "", attempts: int = 1, usage: Usage | None = None, images: int = 0, failure: str = "", check: Check | None = None, continuations: int = 0, measured: Usage | None = None) -> None:
+    """Log the finished job and hand its stats, record and charges to the batch writer.
+
+    `usage` is what is billed; `measured` (default: the same) what this worker
+    produced itself, for its stats: a stream's last worker after a continuation
+    bills the whole answer but was only as fast as its own part.
+    """
     usage = usage or Usage()
+    measured = measured or usage
     observe.job_recorded(spec=spec, handle=handle, public_id=public_id, status=status, error=error, attempts=attempts, usage=usage)
     now = time.monotonic()
     first_token = (handle.first_frame_at - handle.started_at) if handle.first_frame_at else None
@@ -280,8 +307,8 @@ def record_job(*, spec: JobSpec, handle: JobHandle, public_id: str, status: str,
             started_at=timezone.now() - timedelta(seconds=now - handle.started_at),
             seconds=now - handle.started_at,
             stream=spec.stream,
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
+            prompt_tokens=measured.prompt_tokens,
+            completion_tokens=measured.completion_tokens,
             images=images,
             first_token_seconds=first_token,
             already_loaded=handle.claim.already_loaded,
@@ -298,6 +325,7 @@ def record_job(*, spec: JobSpec, handle: JobHandle, public_id: str, status: str,
         status=status,
         error=error,
         attempts=attempts,
+        continuations=continuations,
         prompt_tokens=usage.prompt_tokens,
         completion_tokens=usage.completion_tokens,
         usage_estimated=usage.estimated,
@@ -427,34 +455,53 @@ def sse(data: dict[str, Any] | str) -> str:
 
 
 class StreamRelay:
-    """Turns a worker's stream frames into OpenAI chunks and counts their tokens."""
+    """Turns workers' stream frames into the OpenAI chunks of one stream and counts their tokens.
+
+    A continued stream has several parts, one per worker; the caller sees one
+    stream: the first part's id, created and model, one role chunk, and usage
+    covering every part.
+    """
 
     def __init__(self, job: OpenedJob, *, object_name: str):
-        self.job = job
+        self.job = job  # the first part: the stream's id, request and start
         self.object_name = object_name
         self.completion_tokens = 0
         self.reported: Usage | None = None
         self.texts: dict[int, list[str]] = {}  # what each choice delivered, for bounds and verification
         self.finish_reason: Any = None
+        self.tool_calls = False
+        self.parts = 1
+        self.earlier_tokens = 0  # counted in the parts before the current one
 
-    def chunk(self, frame: dict[str, Any]) -> dict[str, Any]:
+    def chunk(self, frame: dict[str, Any]) -> dict[str, Any] | None:
+        """The caller's chunk for one frame; None when it has nothing to say (a
+        continuation's role chunk: the caller had the first part's)."""
         choices = frame.get("choices")
         if not isinstance(choices, list):
             raise MalformedReply("The worker sent a malformed stream chunk.")
+        said = self.parts == 1
         for choice in choices:
             if not isinstance(choice, dict):
                 raise MalformedReply("The worker sent a malformed stream chunk.")
             if "message" in choice and "delta" not in choice:  # browser workers
                 choice["delta"] = choice.pop("message")
             delta = choice.get("delta") or {}
+            if isinstance(delta, dict) and self.parts > 1:
+                delta.pop("role", None)
+            if isinstance(delta, dict) and delta.get("tool_calls"):
+                self.tool_calls = True
             if isinstance(delta, dict) and delta.get("content") or choice.get("text"):
                 self.completion_tokens += 1  # llama.cpp streams one token per chunk
+            text = delivered_text(delta if "text" not in choice else choice)
+            said = said or bool(text or delta or choice.get("finish_reason"))
             index = choice.get("index", 0)
-            self.texts.setdefault(index if isinstance(index, int) else 0, []).append(delivered_text(delta if "text" not in choice else choice))
+            self.texts.setdefault(index if isinstance(index, int) else 0, []).append(text)
             if index == 0 and choice.get("finish_reason"):
                 self.finish_reason = choice["finish_reason"]
         self.reported = usage_from(frame) or self.reported
         frame.pop("usage", None)
+        if not said:
+            return None
         return {**frame, "id": self.job.public_id, "object": self.object_name, "created": self.job.created, "model": self.job.spec.model.name}
 
     def text(self, index: int | None = None) -> str:
@@ -462,53 +509,201 @@ class StreamRelay:
         return "".join(parts)
 
     def usage(self) -> Usage:
+        """What the caller pays: the whole answer, every part."""
+        reported = self.reported
+        if reported is not None and self.parts > 1:
+            # The last worker's prompt held the text delivered before it, which
+            # the caller pays as completion, not twice.
+            reported = Usage(max(0, reported.prompt_tokens - self.earlier_tokens), self.earlier_tokens + reported.completion_tokens)
         return Usage.bounded(
-            reported=self.reported, request=self.job.spec.payload, text=self.text(), choices=max(1, len(self.texts)),
+            reported=reported, request=self.job.spec.payload, text=self.text(), choices=max(1, len(self.texts)),
             counted=self.completion_tokens,
         )
 
+    def part_usage(self) -> Usage:
+        """What the current part's worker produced itself, for its stats."""
+        if self.reported is not None:
+            return Usage(self.reported.prompt_tokens, self.reported.completion_tokens)
+        return Usage(0, self.completion_tokens - self.earlier_tokens, estimated=True)
+
+    def answered(self) -> bool:
+        """Whether the only choice has finished (its finish_reason delivered)."""
+        return self.finish_reason is not None and set(self.texts) <= {0}
+
+    def limit_reached(self) -> bool:
+        spec = self.job.spec
+        return set(self.texts) <= {0} and continuation.limit_reached(openai_url=spec.openai_url, payload=spec.payload, delivered_tokens=self.completion_tokens)
+
+    def finish(self, reason: str) -> dict[str, Any]:
+        """The last chunk of the only choice, when its worker could not send it."""
+        self.finish_reason = reason
+        choice = {"index": 0, "text": ""} if self.job.spec.openai_url == continuation.COMPLETIONS_URL else {"index": 0, "delta": {}}
+        choice.update(logprobs=None, finish_reason=reason)
+        return {"id": self.job.public_id, "object": self.object_name, "created": self.job.created, "model": self.job.spec.model.name, "choices": [choice]}
+
+    # --- Continuation -------------------------------------------------------------
+
+    def continuation_spec(self) -> JobSpec | None:
+        """The job that continues this stream on another worker, or None when it may not."""
+        first = self.job.spec
+        remaining = first.timeouts.total - (time.monotonic() - self.job.handle.started_at)
+        if self.parts > settings.STREAM_CONTINUATIONS or remaining < MIN_CONTINUATION_SECONDS:
+            return None
+        if not continuation.continuable(openai_url=first.openai_url, payload=first.payload, choices=set(self.texts), tool_calls=self.tool_calls, finished=self.finish_reason is not None):
+            return None
+        continued = continuation.continued_request(
+            openai_url=first.openai_url, payload=first.payload, need=first.need,
+            delivered=continuation.Delivered(self.text(0), self.completion_tokens),
+        )
+        if continued is None:
+            return None
+        payload, need = continued
+        return dataclasses.replace(first, payload=payload, need=need, timeouts=dataclasses.replace(first.timeouts, total=remaining))
+
+    def begin_part(self) -> None:
+        self.parts += 1
+        self.earlier_tokens = self.completion_tokens
+        self.reported = None
+
+    def part_id(self) -> str:
+        """The record of a failed part: its own row, next to the stream's."""
+        return f"{self.job.public_id}-part{self.parts}"
+
+
+# A continuation needs time for a new worker's prompt; a stream this close to its
+# total timeout ends instead.
+MIN_CONTINUATION_SECONDS = 1.0
+
 
 async def stream(*, spec: JobSpec, prefix: str, object_name: str) -> AsyncIterator[str]:
-    """Open the job (errors before the first token raise, so the view can answer
-    with a status code), then return the server-sent events of the rest."""
+    """Open the job and return the server-sent events of the stream.
+
+    An error before the first frame raises, so the view answers with a status
+    code, unless the first frame takes longer than a keep-alive interval: then
+    the response has begun with keep-alive comments and the error comes as an
+    error event.
+    """
     slot = await billing.take_stream_slot(spec.caller)  # 429 over the key's concurrent streams
+    opening = keepalive.awaiting(open_job(spec, prefix=prefix), interval=settings.STREAM_KEEPALIVE_INTERVAL)
     try:
-        job = await open_job(spec, prefix=prefix)
+        first = await anext(opening)
     except BaseException:
+        await opening.aclose()
         await billing.release_stream_slot(slot)
         raise
-    return _relay(job, StreamRelay(job, object_name=object_name), slot)
+    return _relay(first, opening, prefix=prefix, object_name=object_name, slot=slot)
 
 
-async def _relay(job: OpenedJob, relay: StreamRelay, slot: str | None = None) -> AsyncIterator[str]:
+async def _relay(first: OpenedJob | str, opening: AsyncIterator[Any], *, prefix: str, object_name: str, slot: str | None) -> AsyncIterator[str]:
+    """Keep-alives until the first frame, then each part's chunks (continuing on
+    another worker when one fails), then `[DONE]` or one error event."""
+    job: OpenedJob | None = None
+    relay: StreamRelay | None = None
     status, error, failure, check = Job.Status.CANCELLED, "", "", None
     try:
-        frame = job.first
-        while frame:  # `{}` ends the stream
-            if "error" in frame:
-                raise WorkerFailed(f"The worker failed mid-stream: {_error_from_frame(frame)}")
-            yield sse(relay.chunk(frame))
-            frame = await anext(job.frames, {})
-        include_usage = (job.spec.payload.get("stream_options") or {}).get("include_usage")
-        if include_usage:
-            yield sse({"id": job.public_id, "object": relay.object_name, "created": job.created, "model": job.spec.model.name, "choices": [], "usage": relay.usage().as_dict()})
+        async with aclosing(opening):
+            while isinstance(first, str):
+                yield first
+                first = await anext(opening)
+        job, relay = first, StreamRelay(first, object_name=object_name)
+        failed_workers: set[int] = set()
+        while True:
+            try:
+                async with aclosing(_part_events(job, relay)) as events:
+                    async for event in events:
+                        yield event
+                break
+            except (WorkerGone, FrameTimeout, ApiError) as exc:
+                if relay.answered():
+                    break  # the worker died between its last chunk and its end marker: nothing is missing
+                if relay.limit_reached():
+                    yield sse(relay.finish("length"))  # it died before saying the limit was reached
+                    break
+                spec = relay.continuation_spec()
+                if spec is None:
+                    raise
+                # Until the next part has its first frame, this part's failure is
+                # the stream's (a caller leaving meanwhile still punishes it).
+                status, error, failure = Job.Status.FAILED, _stream_error(exc).message, failure_of(exc)
+                async with aclosing(_take_over(job, spec, failure=exc, prefix=prefix, failed_workers=failed_workers)) as opening:
+                    async for item in opening:
+                        if isinstance(item, str):
+                            yield item
+                        else:
+                            next_job = item
+                in_background(_finish_part(job, public_id=relay.part_id(), error=error, failure=failure, usage=relay.part_usage()))
+                status, error, failure = Job.Status.CANCELLED, "", ""
+                job = next_job
+                relay.begin_part()
+        if (relay.job.spec.payload.get("stream_options") or {}).get("include_usage"):
+            yield sse({"id": relay.job.public_id, "object": object_name, "created": relay.job.created, "model": relay.job.spec.model.name, "choices": [], "usage": relay.usage().as_dict()})
         yield sse("[DONE]")
         status = Job.Status.SUCCEEDED
-        check = check_of(job, text=relay.text(0), finish_reason=relay.finish_reason)
+        check = check_of(relay.job, text=relay.text(0), finish_reason=relay.finish_reason)
     except (WorkerGone, FrameTimeout, ApiError) as exc:
-        api_error = exc if isinstance(exc, ApiError) else (
-            WorkerTimedOut(f"Timed out: {exc}.") if isinstance(exc, FrameTimeout) else WorkerFailed(f"The worker disconnected mid-stream: {exc}.")
-        )
-        status, error, failure = Job.Status.FAILED, api_error.message, failure_of(exc)
+        api_error = _stream_error(exc)
+        status, error, failure = Job.Status.FAILED, api_error.message, failure_of(exc) if job else ""
         yield sse({"error": {"message": api_error.message, "type": api_error.type, "param": None, "code": api_error.code}})
     finally:
-        in_background(_finish(job, status=status, error=error, usage=relay.usage(), failure=failure, slot=slot, check=check))
+        if job is None:  # the job never opened: open_job recorded its attempts
+            in_background(billing.release_stream_slot(slot))
+        else:
+            in_background(_finish(job, relay, status=status, error=error, failure=failure, slot=slot, check=check))
 
 
-async def _finish(job: OpenedJob, *, status: str, error: str, usage: Usage, failure: str = "", slot: str | None = None, check: Check | None = None) -> None:
+async def _take_over(job: OpenedJob, spec: JobSpec, *, failure: Exception, prefix: str, failed_workers: set[int]) -> AsyncIterator[str | OpenedJob]:
+    """Keep-alives while another worker takes over the failed `job`'s stream, then
+    its opened job; raises the stream's own `failure` when none can."""
+    failed_workers.add(job.handle.claim.worker_id)
+    await job.handle.abandon()  # a stalled worker's connection drains meanwhile
+    opening = keepalive.awaiting(open_on_worker(spec, prefix=prefix, failed_workers=failed_workers), interval=settings.STREAM_KEEPALIVE_INTERVAL)
+    try:
+        async with aclosing(opening):
+            async for item in opening:
+                yield item
+    except ApiError:
+        raise failure from None
+
+
+async def _part_events(job: OpenedJob, relay: StreamRelay) -> AsyncIterator[str]:
+    """One worker's part of a stream as server-sent events, from its first frame
+    to its `{}` end, with keep-alives in its long gaps."""
+    async with aclosing(keepalive.frames(job.frames, interval=settings.STREAM_KEEPALIVE_INTERVAL)) as rest:
+        frame: dict[str, Any] | str | None = job.first
+        while frame:
+            if isinstance(frame, str):
+                yield frame
+            elif "error" in frame:
+                raise WorkerFailed(f"The worker failed mid-stream: {_error_from_frame(frame)}")
+            elif (chunk := relay.chunk(frame)) is not None:
+                yield sse(chunk)
+            frame = await anext(rest, None)
+
+
+def _stream_error(exc: BaseException) -> ApiError:
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, FrameTimeout):
+        return WorkerTimedOut(f"Timed out: {exc}.")
+    return WorkerFailed(f"The worker disconnected mid-stream: {exc}.")
+
+
+async def _finish_part(job: OpenedJob, *, public_id: str, error: str, failure: str, usage: Usage) -> None:
+    """Record a part whose worker failed and whose stream went on elsewhere:
+    failed, so never billed nor paid; its worker punished as for any failure."""
+    await job.handle.abandon()
+    record_job(spec=job.spec, handle=job.handle, public_id=public_id, status=Job.Status.FAILED, error=error, attempts=job.attempts, usage=usage, failure=failure)
+
+
+async def _finish(job: OpenedJob, relay: StreamRelay, *, status: str, error: str, failure: str = "", slot: str | None = None, check: Check | None = None) -> None:
+    """Record the stream's last part under the stream's id, with the usage of the whole answer."""
     await billing.release_stream_slot(slot)
     await job.handle.abandon()
-    record_job(spec=job.spec, handle=job.handle, public_id=job.public_id, status=status, error=error, attempts=job.attempts, usage=usage, failure=failure, check=check)
+    continued = relay.parts > 1
+    record_job(
+        spec=relay.job.spec, handle=job.handle, public_id=relay.job.public_id, status=status, error=error, attempts=job.attempts,
+        usage=relay.usage(), failure=failure, check=check, continuations=relay.parts - 1, measured=relay.part_usage() if continued else None,
+    )
 
 
 # --- Embeddings and images ------------------------------------------------------------------

@@ -268,3 +268,36 @@ class FakeWorker:
             self._ws.close()
         if self._thread is not None:
             self._thread.join(5)
+
+
+def delivered_of(job: dict[str, Any], prompt: str = "") -> str:
+    """The text a continuation job says the caller already has: the final assistant
+    message of a chat marked `continue_final_message`, or what follows `prompt`
+    in a completion's prompt. "" for an ordinary job."""
+    req = job["openai_req"]
+    if "messages" in req:
+        last = req["messages"][-1]
+        return last["content"] if req.get("continue_final_message") and last.get("role") == "assistant" else ""
+    return req["prompt"][len(prompt):] if req["prompt"].startswith(prompt) else ""
+
+
+def rest_of(tokens: list[str], delivered: str) -> list[str]:
+    """The tokens of a deterministic answer that follow `delivered` (which may end mid-token)."""
+    text = "".join(tokens)
+    assert text.startswith(delivered), f"the continuation job's text {delivered!r} is not a prefix of the answer"
+    done, rest = 0, []
+    for token in tokens:
+        if done >= len(delivered):
+            rest.append(token)
+        elif done + len(token) > len(delivered):
+            rest.append(token[len(delivered) - done:])
+        done += len(token)
+    return rest
+
+
+def completion_chunks(tokens: list[str]) -> list[dict[str, Any]]:
+    """The chunks llama-cpp-python streams for /v1/completions: one token each, then finish."""
+    base = {"id": "cmpl-worker", "object": "text_completion", "created": int(time.time()), "model": "/models/model.gguf"}
+    chunks = [{**base, "choices": [{"index": 0, "text": t, "logprobs": None, "finish_reason": None}]} for t in tokens]
+    chunks.append({**base, "choices": [{"index": 0, "text": "", "logprobs": None, "finish_reason": "stop"}]})
+    return chunks

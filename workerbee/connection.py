@@ -9,8 +9,10 @@ time and the worker answers each with one frame, or with stream chunks ended by
 Queenbee's additive extension: the connect message ends with
 `"context_length"` (the context window it loads models with) and `"features"`
 (FEATURES below). Announcing "verify" brings `/queenbee/verify` jobs (wire
-format in verify.py), answered with one `{"verification": ...}` frame; the
-other features bring requests with the fields they name.
+format in verify.py), answered with one `{"verification": ...}` frame;
+"continue" brings chat jobs whose final assistant message is to be continued
+(`continue_final_message`, inference.py); the other features bring requests
+with the fields they name.
 
 Unlike the original, a lost connection is retried with exponential backoff and
 jitter (the original looped tightly against a refused port), the hardware report
@@ -40,10 +42,12 @@ log = logging.getLogger(__name__)
 CAPABILITIES = ["llama-infer"]
 # Queenbee's extensions of the protocol this worker serves (workers/protocol.py):
 # "verify" is the /queenbee/verify job (teacher-forced scoring of another
-# worker's completion); the others are request fields it honours for real
-# (inference.py): tools and tool_choice, response_format under a grammar,
-# logprobs, and n choices. No "vision": it loads no image projector.
-FEATURES = ["verify", "tools", "json_schema", "logprobs", "n"]
+# worker's completion); "continue" continues a chat's final assistant message
+# (`continue_final_message`), so a stream whose worker died goes on here; the
+# others are request fields it honours for real (inference.py): tools and
+# tool_choice, response_format under a grammar, logprobs, and n choices. No
+# "vision": it loads no image projector.
+FEATURES = ["verify", "tools", "json_schema", "logprobs", "n", "continue"]
 # The original worker's keepalive: a ping every 10 s, and up to 120 s for its pong,
 # because a coordinator busy relaying other workers' streams may answer late.
 PING_INTERVAL = 10.0

@@ -81,12 +81,24 @@ def _text(content: Any) -> str:
     return content or ""
 
 
-def fallback_chat_prompt(messages: list[dict[str, Any]], *, tools: ToolPlan | None = None) -> ChatPrompt:
+def continues_final_message(req: dict[str, Any]) -> bool:
+    """A continuation job (Queenbee's "continue" feature, vLLM's field names): the
+    final assistant message is the start of the answer, to be continued in
+    place, with no new generation prompt."""
+    messages = req.get("messages") or []
+    return bool(req.get("continue_final_message")) and bool(messages) and isinstance(messages[-1], dict) and messages[-1].get("role") == "assistant"
+
+
+def fallback_chat_prompt(messages: list[dict[str, Any]], *, tools: ToolPlan | None = None, continue_final: bool = False) -> ChatPrompt:
     """A plain transcript for models without a chat template (usually base models).
 
     Tools are described in the system text before it, and calls the assistant
-    made are written the way it is asked to write them (tools.py).
-    """
+    made are written the way it is asked to write them (tools.py). Continuing
+    the final assistant message gives exactly the prompt its start was generated
+    from followed by that start, so the text reads on."""
+    if continue_final:
+        head = fallback_chat_prompt(messages[:-1], tools=tools)
+        return ChatPrompt(head.text + _text(messages[-1].get("content")), head.stop, has_bos=False)
     lines = [f"{tools.instructions()}\n"] if tools else []
     for m in messages:
         role = m.get("role", "user")
@@ -101,6 +113,18 @@ def fallback_chat_prompt(messages: list[dict[str, Any]], *, tools: ToolPlan | No
         else:
             lines.append(f"User: {text}")
     return ChatPrompt("\n".join(lines) + "\nAssistant:", ["\nUser:"], has_bos=False)
+
+
+def continued_transcript(rendered: str, content: str) -> str:
+    """A chat template's transcript cut right after the final message's text, so
+    that the model continues that message instead of closing its turn (what
+    vLLM does for `continue_final_message`). Templates that trim messages lose
+    the text's trailing whitespace, which is put back."""
+    for needle in (content, content.rstrip(), content.strip()):
+        if needle and (at := rendered.rfind(needle)) >= 0:
+            cut = rendered[: at + len(needle)]
+            return cut if needle == content else cut + content[len(content.rstrip()):]
+    raise ValueError("the chat template does not show the message to continue")
 
 
 class Engine:
@@ -174,7 +198,7 @@ class Engine:
         under the grammar `response_format` or a forced tool call asks for (structured.py)."""
         llm = self._load(req["model"])
         plan = ToolPlan.from_request(req)
-        prompt = self._chat_prompt(llm, req.get("messages") or [], tools=plan)
+        prompt = self._chat_prompt(llm, req.get("messages") or [], tools=plan, continue_final=continues_final_message(req))
         tokens = self._chat_tokens(llm, prompt)
         grammar = self._grammar(llm, req, plan)
         logprobs = (req.get("top_logprobs") or 0) if req.get("logprobs") else None
@@ -287,23 +311,28 @@ class Engine:
     def _prompt_tokens(llm: Any, prompt: str) -> list[int]:
         return llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
 
-    def _chat_prompt(self, llm: Any, messages: list[dict[str, Any]], *, tools: ToolPlan | None = None) -> ChatPrompt:
-        """The prompt as the model's own chat template writes it, tools included;
+    def _chat_prompt(self, llm: Any, messages: list[dict[str, Any]], *, tools: ToolPlan | None = None, continue_final: bool = False) -> ChatPrompt:
+        """The prompt as the model's own chat template writes it, tools included,
+        without a generation prompt when its final assistant message is continued;
         the plain transcript for a model without one."""
         template = llm.metadata.get("tokenizer.chat_template")
         if not template:
-            return fallback_chat_prompt(messages, tools=tools)
+            return fallback_chat_prompt(messages, tools=tools, continue_final=continue_final)
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         def token_text(token: int) -> str:
             return llm.detokenize([token], special=True).decode("utf-8", errors="replace") if token >= 0 else ""
 
-        formatter = Jinja2ChatFormatter(template=template, eos_token=token_text(llm.token_eos()), bos_token=token_text(llm.token_bos()))
+        formatter = Jinja2ChatFormatter(
+            template=template, eos_token=token_text(llm.token_eos()), bos_token=token_text(llm.token_bos()),
+            add_generation_prompt=not continue_final,
+        )
         plain = [{**m, "content": _text(m.get("content"))} for m in template_messages(messages)]
         if tools and "tools" not in template:
             plain = with_system_text(plain, tools.instructions())  # a template that cannot show them
         result = formatter(messages=plain, tools=tools.template_tools if tools and "tools" in template else None)
-        return ChatPrompt(result.prompt, [], has_bos=bool(result.added_special))
+        text = continued_transcript(result.prompt, plain[-1]["content"]) if continue_final else result.prompt
+        return ChatPrompt(text, [], has_bos=bool(result.added_special))
 
     def completions(self, req: dict[str, Any]) -> Reply:
         """A text completion of each prompt, `n` choices each (choice p·n + j is prompt p's j-th)."""

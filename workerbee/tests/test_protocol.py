@@ -65,7 +65,7 @@ def test_it_sends_the_original_connect_message(fake_queen, make_config, run_work
     assert hello["models"] == ["TheBloke/Llama-2-7B-Chat-GGUF:Q4_K_M"]
     assert (hello["nv_gpus"], hello["cl_gpus"], hello["web_gpus"]) == ([], [], [])
     # Queenbee's additive fields, after the original's
-    assert hello["features"] == ["verify", "tools", "json_schema", "logprobs", "n"]
+    assert hello["features"] == ["verify", "tools", "json_schema", "logprobs", "n", "continue"]
     assert hello["context_length"] == 4096
 
 
