@@ -202,5 +202,12 @@ def verifier_need(*, check: Check, worker_id: int, states: tuple[str, ...]) -> N
     )
 
 
+def formats_like_the_reference_worker(*, worker_id: int) -> bool:
+    """Whether the worker announced Queenbee's features (it is the reference worker or
+    speaks its protocol), so that it writes a template-less model's chat prompt as the
+    verifier does. An original worker announces none."""
+    return Connection.objects.filter(worker_id=worker_id, capabilities_text__contains=",verify,").exists()
+
+
 def worker_address(worker_id: int) -> str:
     return Connection.objects.filter(worker_id=worker_id).order_by("-connected_at").values_list("address", flat=True).first() or ""

@@ -32,6 +32,7 @@ the model would not have ended (the end-of-turn token implausible after it).
 The thresholds and how they were chosen: bench/RESULTS.md, "Trust".
 """
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -121,11 +122,20 @@ class Verdict:
         return self.implausible / self.tokens if self.tokens else 0.0
 
 
-def decide(*, request: dict[str, Any], tokens: list[list[float]], end: list[float] | None, finish_reason: str) -> Verdict:
-    """Judge one completion from its scored tokens (and the end-of-turn token after it)."""
+def decide(
+    *, request: dict[str, Any], tokens: list[list[float]], end: list[float] | None, finish_reason: str, same_prompt: bool = True
+) -> Verdict:
+    """Judge one completion from its scored tokens (and the end-of-turn token after it).
+
+    `same_prompt` False: the verifier may have written the chat prompt otherwise
+    than the worker did (a model without a chat template), so the greedy rule,
+    which needs the very same prompt, gives way to the support rules and the
+    end check is left out."""
     if not judged(request):
         return Verdict(True, "constrained sampling: counted, not judged", len(tokens), 0, 0.0, judged=False)
     s = Sampling.of(request)
+    if not same_prompt:
+        s, end = dataclasses.replace(s, greedy=False), None
     bad = sum(implausible(t, s) for t in tokens)
     mean_gap = sum(t[3] - t[0] for t in tokens) / len(tokens) if tokens else 0.0
     if bad >= MIN_IMPLAUSIBLE and bad > MAX_IMPLAUSIBLE_SHARE * len(tokens):

@@ -32,6 +32,7 @@ _need = on_db_threads(services.verifier_need)
 _start = on_db_threads(services.start_verification)
 _unavailable = on_db_threads(services.finish_unavailable)
 _apply = on_db_threads(services.apply_verdict)
+_formats_alike = on_db_threads(services.formats_like_the_reference_worker)
 
 
 def schedule(*, check: services.Check, worker_id: int) -> None:
@@ -50,7 +51,12 @@ async def run(*, check: services.Check, worker_id: int) -> None:
             _wake_remote_billing()
             return
         verifier_id, scores, seconds = outcome
-        judged = verdict.decide(request=check.request, tokens=scores["tokens"], end=scores.get("end"), finish_reason=check.finish_reason)
+        # Without a chat template, each worker implementation writes its own prompt:
+        # the verifier's may differ from an original worker's (llama-cpp-python's).
+        same_prompt = scores["chat_template"] or await _formats_alike(worker_id=worker_id)
+        judged = verdict.decide(
+            request=check.request, tokens=scores["tokens"], end=scores.get("end"), finish_reason=check.finish_reason, same_prompt=same_prompt,
+        )
         await _apply(
             job_id=check.job_id, verifier_id=verifier_id, verdict=judged, prompt_tokens=scores["prompt_tokens"],
             completion_tokens=scores["completion_tokens"], seconds=seconds,
@@ -115,7 +121,8 @@ def parse_scores(reply: Any) -> dict[str, Any] | None:
         return None
     if end is not None and not _is_score(end):
         return None
-    return {"tokens": tokens, "end": end, "prompt_tokens": counts[0], "completion_tokens": counts[1]}
+    templated = scores.get("chat_template", True)
+    return {"tokens": tokens, "end": end, "prompt_tokens": counts[0], "completion_tokens": counts[1], "chat_template": templated is not False}
 
 
 def _is_score(t: Any) -> bool:

@@ -422,6 +422,7 @@ class Engine:
             llm = self._load(req["model"])
             prompt = self._chat_prompt(llm, messages)
             prompt_tokens, stops = self._chat_tokens(llm, prompt), stops + prompt.stop
+            templated = bool(llm.metadata.get("tokenizer.chat_template"))
         else:
             prompt = request.get("prompt") or ""
             if isinstance(prompt, list):
@@ -430,11 +431,12 @@ class Engine:
                 raise ValueError("request.prompt must be a string or a list of strings")
             llm = self._load(req["model"])
             prompt_tokens = self._prompt_tokens(llm, prompt)
+            templated = True  # a text completion's prompt is the caller's own
         if self._eog is None:
             self._eog = eog_tokens(llm)
         ends = sorted(set(self._eog) | stop_starts(llm, stops, completion))
         result = teacher_force(llm, prompt_tokens, completion_tokens(llm, completion), ends=ends, should_stop=self.should_stop)
-        return {"verification": result.as_dict()}
+        return {"verification": {**result.as_dict(), "chat_template": templated}}
 
 
 def stop_starts(llm: Any, stops: list[str], completion: str) -> set[int]:

@@ -20,7 +20,7 @@ and its only reply frame is
     {"verification": {"prompt_tokens": int, "completion_tokens": int,
                       "tokens": [[logprob, rank, mass_before, top_logprob], ...],
                       "end": [logprob, rank, mass_before, top_logprob] | null,
-                      "truncated": false}}
+                      "truncated": false, "chat_template": true}}
 
 The prompt is tokenized exactly as the generation would (chat template and
 tokenization of Engine.chat, or the prompt of Engine.completions, choice 0's for
@@ -33,7 +33,9 @@ the tokens that end a generation at that position (the model's end-of-turn and
 end-of-sequence tokens, and the first token of each stop sequence: the
 request's `stop` and the chat prompt's own), so that Queenbee can tell an
 answer cut short from a finished one; it is null when the completion was
-truncated or filled the context.
+truncated or filled the context. `chat_template` is false when the model has no
+chat template and the chat prompt was this worker's plain transcript, which
+another worker implementation may write differently.
 Sampling fields of the request play no part. `completion_tokens` counts every
 completion token, but only the first 4096 (fewer if the context is shorter) are
 scored, and then `truncated` is true. Floats are rounded to 4 decimals. A bad

@@ -87,8 +87,15 @@ def test_a_worker_serving_the_models_own_answers_is_verified(queen, reference, h
     assert all(v.verifier.identity == reference.identity for v in checked)
 
 
-@pytest.mark.parametrize("cheat", ["random words", "replay", "cut short"])
-def test_a_worker_claiming_the_model_with_other_text_is_refuted_and_quarantined(queen, reference, honest_answers, start_worker, make_account, lane, cheat):
+# Gemma 270M has no chat template, so an original-protocol worker (no `features`)
+# may write the chat prompt otherwise than the verifier: it is judged by the
+# sampling support only, which random words fail. A worker speaking Queenbee's
+# protocol writes it as the verifier does and is held to the greedy rule and the
+# end check too, which a replay and a cut-short answer fail.
+@pytest.mark.parametrize("cheat, features", [("random words", None), ("replay", ["verify"]), ("cut short", ["verify"])])
+def test_a_worker_claiming_the_model_with_other_text_is_refuted_and_quarantined(
+    queen, reference, honest_answers, start_worker, make_account, lane, cheat, features
+):
     others = {p: honest_answers[PROMPTS[(i + 1) % len(PROMPTS)]] for i, p in enumerate(PROMPTS)}
     answer_of = {
         "random words": lambda prompt: ("zebra quantum velvet lantern orbit pickle saxophone meadow cobalt ferry", "stop"),
@@ -96,7 +103,9 @@ def test_a_worker_claiming_the_model_with_other_text_is_refuted_and_quarantined(
         # Half of the right answer, claimed finished (a cheaper job, billed as whole).
         "cut short": lambda prompt: (" ".join(honest_answers[prompt][0].split()[:3]), "stop"),
     }[cheat]
-    liar = start_worker(models=[PACKAGED_MODEL], capabilities=["llama-infer", lane], script=serving(answer_of), auth_key=f"liar-{lane}")
+    liar = start_worker(
+        models=[PACKAGED_MODEL], capabilities=["llama-infer", lane], features=features, script=serving(answer_of), auth_key=f"liar-{lane}"
+    )
     account, raw = make_account(credits=10_000)
     ask(queen, raw, lane, PROMPTS[0])  # its proof of work: refuted, new → suspect
     wait_state(liar, TrustState.SUSPECT, timeout=90)

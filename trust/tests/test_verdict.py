@@ -68,3 +68,12 @@ def test_penalties_too_strong_to_reason_about_are_counted_not_judged():
     far = [[-14.0, 900, 0.999, -0.3]] * 10
     verdict = decide(request={"temperature": 0, "presence_penalty": 2.0}, tokens=far, end=None, finish_reason="stop")
     assert verdict.passed and not verdict.judged
+
+
+def test_when_the_prompt_may_differ_greedy_answers_are_judged_by_the_support_and_not_their_end():
+    off_best = [[-3.3, 2, 0.9, -0.3]] * 6
+    cut = [-9.0, 30, 0.99, -0.3]
+    assert not decide(request={"temperature": 0}, tokens=off_best, end=cut, finish_reason="stop").passed
+    assert decide(request={"temperature": 0}, tokens=off_best, end=cut, finish_reason="stop", same_prompt=False).passed
+    random_words = [[-13.0, 900, 0.999, -0.2]] * 6
+    assert not decide(request={"temperature": 0}, tokens=random_words, end=None, finish_reason="stop", same_prompt=False).passed

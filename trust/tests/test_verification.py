@@ -85,6 +85,32 @@ def test_an_original_worker_never_gets_a_verify_job_and_is_verified_by_others(qu
     assert all(j["openai_url"] == "/v1/chat/completions" for j in original.jobs)
 
 
+def template_less_verifier(job):
+    """A verifier on a model without a chat template, scoring an answer that is not
+    its own greedy choice (3 nats below it) but well inside the sampling support."""
+    if job["openai_url"] != "/queenbee/verify":
+        yield from verifier_script(job)
+        return
+    tokens = [[-3.3, 2, 0.9, -0.3]] * 6
+    yield {"verification": {"prompt_tokens": 5, "completion_tokens": 6, "tokens": tokens, "end": [-9.0, 30, 0.99, -0.3], "chat_template": False}}
+
+
+@pytest.mark.parametrize("announces", [False, True])
+def test_without_a_chat_template_only_a_worker_writing_the_same_prompt_is_held_to_the_greedy_rule(
+    queen, start_worker, make_account, lane, announces
+):
+    verifier = start_worker(capabilities=["llama-infer"], features=["verify"], script=template_less_verifier, auth_key=f"v-{lane}")
+    set_state(verifier, TrustState.TRUSTED)
+    # The original worker writes the prompt with llama-cpp-python's own format; one that
+    # announces Queenbee's features writes it as the verifier does.
+    worker = start_worker(capabilities=["llama-infer", lane], features=["verify"] if announces else None, auth_key=f"w-{lane}")
+    _, raw = make_account(credits=1000)
+    reply = ask(queen, raw, lane, temperature=0)
+    verification = wait_for(lambda: Verification.objects.filter(job_id=reply.id).exclude(status="pending").first(), what="verdict")
+    assert verification.status == ("failed" if announces else "passed")
+    assert state_of(worker) == (TrustState.SUSPECT if announces else TrustState.NEW)
+
+
 def test_a_verifier_in_bad_standing_is_never_asked(queen, start_worker, make_account, lane):
     suspect = start_worker(capabilities=["llama-infer"], features=["verify"], script=verifier_script)
     set_state(suspect, TrustState.SUSPECT)

@@ -44,6 +44,7 @@ def test_a_greedy_chat_reply_scores_as_the_models_own_choice_at_every_token(quee
     [reply] = queen.job("/v1/chat/completions", CHAT)
     text, usage = reply["choices"][0]["message"]["content"], reply["usage"]
     result = check(queen, "/v1/chat/completions", CHAT, text)
+    assert result["chat_template"] is True
     assert (result["prompt_tokens"], result["completion_tokens"]) == (usage["prompt_tokens"], usage["completion_tokens"]) == (usage["prompt_tokens"], 12)
     assert result["truncated"] is False
     assert len(result["tokens"]) == 12
@@ -85,7 +86,7 @@ def test_only_the_first_tokens_are_scored_past_the_cap(queen, monkeypatch):
 def test_an_empty_completion_scores_no_tokens(queen):
     result = check(queen, "/v1/completions", COMPLETION, "")
     end = result.pop("end")
-    assert result == {"prompt_tokens": 7, "completion_tokens": 0, "tokens": [], "truncated": False}
+    assert result == {"prompt_tokens": 7, "completion_tokens": 0, "tokens": [], "truncated": False, "chat_template": True}
     assert len(end) == 4  # ending at once is scored too
 
 
@@ -139,6 +140,7 @@ def test_the_packaged_model_scores_its_own_greedy_reply_as_its_top_choice(fake_q
     usage = reply["usage"]
     result = check(fake_queen, "/v1/chat/completions", chat, reply["choices"][0]["message"]["content"])
     assert (result["prompt_tokens"], result["completion_tokens"]) == (usage["prompt_tokens"], usage["completion_tokens"])
+    assert result["chat_template"] is False  # the packaged Gemma has none: the worker's own transcript
     ranks = [rank for _, rank, _, _ in result["tokens"]]
     assert sum(rank == 0 for rank in ranks) >= 0.9 * len(ranks)
     other = check(fake_queen, "/v1/chat/completions", chat, "The stock market fell sharply on Tuesday as investors worried.")
