@@ -181,3 +181,21 @@ def test_stop_and_max_completion_tokens_are_honoured(ask):
     stop = text.strip()[:3]
     cut = ask(max_completion_tokens=12, stop=[stop])
     assert cut.choices[0].finish_reason == "stop" and stop not in cut.choices[0].message.content
+
+
+def test_a_streamed_responses_call_reads_as_the_sdk_expects(gemma, client):
+    extra = {"gpu_filter": {"pubkey": gemma.pubkey}}
+    with client.responses.stream(
+        model=PACKAGED_MODEL, input="Say hello.", instructions="Be brief.", temperature=0, max_output_tokens=24, extra_body=extra
+    ) as stream:
+        events = list(stream)
+        final = stream.get_final_response() if events[-1].type == "response.completed" else events[-1].response
+    kinds = [e.type for e in events]
+    assert kinds[:2] == ["response.created", "response.in_progress"]
+    assert kinds[-1] in ("response.completed", "response.incomplete")
+    deltas = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert deltas and deltas == final.output_text
+    assert final.usage.output_tokens > 0 and final.usage.input_tokens > 0
+    # Stored: it goes on from where it was, and is its caller's to read.
+    again = client.responses.create(model=PACKAGED_MODEL, previous_response_id=final.id, input="Again.", max_output_tokens=8, temperature=0, extra_body=extra)
+    assert again.output_text and client.responses.retrieve(final.id).id == final.id
