@@ -33,6 +33,7 @@ from django.db import connection, transaction
 
 from billing import outbox
 from billing.services import record_and_bill
+from queenbee_site import observe
 from queenbee_site.db import on_db_threads
 from stats.services import JobOutcome, Recorded, record_outcome
 from trust import verify
@@ -82,6 +83,8 @@ def _write(job: FinishedJob) -> bool:
             recorded = record_outcome(worker_id=job.worker_id, outcome=job.outcome)
         except Exception:
             log.exception("could not record stats of job %s", job.fields["public_id"])
+        if recorded.punished:
+            observe.worker_punished(reason=str(job.outcome.failure or "slow"))
     proof = recorded.proof_of_work
     try:
         fields = {**fields, "proof_of_work": proof, "charge_caller": not proof, "pay_worker": not proof}

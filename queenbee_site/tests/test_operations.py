@@ -119,6 +119,22 @@ def test_metrics_count_requests_workers_and_jobs(ops_queen, served):
     assert "process_resident_memory_bytes" in text
 
 
+def test_metrics_count_the_punishments_of_a_failing_worker(ops_queen, django_db_blocker):
+    def fails(job):
+        yield {"error": "out of memory", "error_type": "RuntimeError"}
+
+    with django_db_blocker.unblock():
+        worker = FakeWorker(ops_queen.ws_url, script=fails).start()
+        wait_for(lambda: connection_count(worker.identity) == 1, what="registration")
+    try:
+        client = openai.OpenAI(base_url=f"{ops_queen.url}/v1", api_key=BYPASS, max_retries=0)
+        with pytest.raises(openai.APIError):
+            client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}], extra_body={"gpu_filter": {"pubkey": worker.pubkey}})
+        wait_for(lambda: 'queenbee_worker_punishments_total{reason="error"}' in scrape(ops_queen), what="the punishment counted")
+    finally:
+        worker.stop()
+
+
 # --- Logs -----------------------------------------------------------------------------------------
 
 
