@@ -20,9 +20,10 @@ from django.db import DatabaseError
 from queenbee_site import observe
 from queenbee_site.db import on_db_threads
 
-from . import events, limits, queue, services
+from . import events, limits, services
 from .liveness import registry
 from .mailbox import mailbox
+from .pool import live_pool
 from .resilient import ResilientConsumer
 from .protocol import ProtocolError, decode_frame, parse_connect_message
 from .signature import BadSignature, verify_connect_signature
@@ -31,7 +32,6 @@ log = logging.getLogger(__name__)
 
 # A connection's hot-path writes run on the shared database threads (queenbee_site/db.py).
 _register = on_db_threads(services.register_connection)
-_unregister = on_db_threads(services.unregister_connection)
 
 CLOSE_BAD_SIGNATURE = 4001
 CLOSE_BAD_CONNECT = 4002
@@ -114,6 +114,11 @@ class WorkerConsumer(ResilientConsumer):
         except services.ProcessGone:
             await registry.forget(self.process_id)
             raise ProtocolError("coordinator restarting, connect again", code=1012) from None
+        await live_pool().add(
+            connection_id=self.connection_id, channel_name=self.channel_name, worker_id=self.worker_id,
+            facts=services.facts_of(info, worker_id=self.worker_id, address=self.guard.ip or ""),
+            current_model=info.models[0] if info.models else "", models=tuple(info.models),
+        )
         self.connect_timer.cancel()
         observe.worker_connected(worker_id=self.worker_id, connection_id=self.connection_id, info=info, ip=self.guard.ip)
         await self.channel_layer.group_add(events.process_group(self.process_id), self.channel_name)
@@ -123,7 +128,7 @@ class WorkerConsumer(ResilientConsumer):
         job = self.job
         if job is None:
             if "busy" in frame and len(frame) == 1:
-                await database_sync_to_async(services.set_away)(connection_id=self.connection_id, away=bool(frame["busy"]))
+                await live_pool().set_away(connection_id=self.connection_id, away=bool(frame["busy"]))
             else:
                 # A late frame of a finished job: never delivered to a later one.
                 await database_sync_to_async(services.count_frames)(connection_id=self.connection_id, stray=1)
@@ -143,7 +148,7 @@ class WorkerConsumer(ResilientConsumer):
     async def hand_off(self, *, job_id: str) -> None:
         """Free the connection, or hand it to the oldest request waiting for it."""
         try:
-            handed = await queue.arelease_or_hand_off(connection_id=self.connection_id, job_id=job_id)
+            handed = await live_pool().release_or_hand_off(connection_id=self.connection_id, job_id=job_id)
         except DatabaseError:
             # The database is down: keep the worker, and free its row once it is back.
             log.warning("could not free a connection; retrying", exc_info=True)
@@ -213,8 +218,8 @@ class WorkerConsumer(ResilientConsumer):
         if self.connection_id is None:
             return
         await self.channel_layer.group_discard(events.process_group(self.process_id), self.channel_name)
-        # The row knows the job even if its message had not reached us yet.
-        job_id, reply_channel = await _unregister(connection_id=self.connection_id)
+        # The pool knows the job even if its message had not reached us yet.
+        job_id, reply_channel = await live_pool().remove(connection_id=self.connection_id)
         observe.worker_disconnected(self.guard, worker_id=self.worker_id, connection_id=self.connection_id, code=code)
         self.connection_id = None
         if job_id and reply_channel:

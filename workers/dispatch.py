@@ -14,12 +14,11 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 
-from queenbee_site.db import on_db_threads
-
-from . import events, queue
+from . import events
 from .liveness import registry
 from .mailbox import mailbox
-from .services import Claim, Need, claim_connection
+from .pool import live_pool
+from .services import Claim, Need, NoWorkerFits
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +84,7 @@ class JobHandle:
         except Exception as exc:
             self.finished = True
             await self.abandon()
-            await queue.arelease_or_hand_off(connection_id=self.claim.connection_id, job_id=self.job_id)
+            await live_pool().release_or_hand_off(connection_id=self.claim.connection_id, job_id=self.job_id)
             raise LayerDown(str(exc)) from exc
 
     async def _send_job(self, openai_url: str, openai_req: dict[str, Any], ends_with_marker: bool, max_seconds: float) -> None:
@@ -211,6 +210,15 @@ async def _wait_for_hand_off(inbox: asyncio.Queue, seconds: float) -> Claim | No
     return None
 
 
-_claim = on_db_threads(claim_connection)
-_enqueue = on_db_threads(queue.enqueue)
-_leave = on_db_threads(queue.leave)
+async def _claim(*, need: Need, job_id: str, reply_channel: str) -> Claim | None:
+    if registry.stopping:
+        raise NoWorkerFits("This coordinator is shutting down: no worker can serve this request here.")
+    return await live_pool().claim(need=need, job_id=job_id, reply_channel=reply_channel)
+
+
+async def _enqueue(**kwargs) -> None:
+    await live_pool().enqueue(**kwargs)
+
+
+async def _leave(*, job_id: str) -> bool:
+    return await live_pool().leave(job_id=job_id)

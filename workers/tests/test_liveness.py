@@ -7,6 +7,7 @@ import time
 import httpx
 import openai
 import pytest
+from django.conf import settings
 
 from conftest import BYPASS, connection_count, wait_for
 from testkit.fake_worker import Delay, FakeWorker, stream_chunks
@@ -36,6 +37,10 @@ def queens(server_env):
 def client_for(process) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{process.url}/v1", api_key=BYPASS, max_retries=0, timeout=30)
 
+
+# The database pool's claims (the cluster's): a test claims from outside the
+# server. The memory pool's twins are in test_memory_pool.py.
+database_pool_only = pytest.mark.skipif(not settings.REDIS_URL, reason="the embedded default keeps claims in the server's memory")
 
 def test_a_killed_process_stops_offering_its_workers_after_the_grace_period(queens, db_access):
     doomed = queens("doomed")
@@ -116,6 +121,7 @@ def test_a_worker_that_stops_answering_times_out_and_is_dropped_after_draining(q
     wait_for(lambda: connection_count(worker.identity) == 0, what="connection dropped")
 
 
+@database_pool_only
 def test_a_claim_whose_job_never_arrives_is_freed_by_the_audit(queens, db_access):
     process = queens("auditor", STALE_CLAIM_SECONDS="0.5")
     worker = FakeWorker(process.ws_url, capabilities=["llama-infer", "audit-test"]).start()
@@ -129,6 +135,7 @@ def test_a_claim_whose_job_never_arrives_is_freed_by_the_audit(queens, db_access
     worker.stop()
 
 
+@database_pool_only
 def test_a_punished_worker_is_not_handed_to_a_waiting_request(start_worker, db_access):
     from stats.services import Failure, punish
     from workers import queue
