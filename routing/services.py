@@ -424,17 +424,23 @@ async def stream(*, spec: JobSpec, prefix: str, object_name: str) -> AsyncIterat
 
 async def _relay(job: OpenedJob, relay: StreamRelay, slot: str | None = None) -> AsyncIterator[str]:
     status, error, failure, check = Job.Status.CANCELLED, "", "", None
+    ready: list[str] = []  # events not yet written
     try:
         frame = job.first
         while frame:  # `{}` ends the stream
             if "error" in frame:
                 raise WorkerFailed(f"The worker failed mid-stream: {_error_from_frame(frame)}")
-            yield sse(relay.chunk(frame))
+            ready.append(sse(relay.chunk(frame)))
+            if not job.handle.has_frames():  # chunks that arrived together go out in one send
+                yield "".join(ready)
+                ready.clear()
             frame = await anext(job.frames, {})
         include_usage = (job.spec.payload.get("stream_options") or {}).get("include_usage")
         if include_usage:
-            yield sse({"id": job.public_id, "object": relay.object_name, "created": job.created, "model": job.spec.model.name, "choices": [], "usage": relay.usage().as_dict()})
-        yield sse("[DONE]")
+            ready.append(sse({"id": job.public_id, "object": relay.object_name, "created": job.created, "model": job.spec.model.name, "choices": [], "usage": relay.usage().as_dict()}))
+        ready.append(sse("[DONE]"))
+        yield "".join(ready)
+        ready.clear()
         status = Job.Status.SUCCEEDED
         check = check_of(job, text=relay.text(0), finish_reason=relay.finish_reason)
     except (WorkerGone, FrameTimeout, ApiError) as exc:
@@ -442,6 +448,8 @@ async def _relay(job: OpenedJob, relay: StreamRelay, slot: str | None = None) ->
             WorkerTimedOut(f"Timed out: {exc}.") if isinstance(exc, FrameTimeout) else WorkerFailed(f"The worker disconnected mid-stream: {exc}.")
         )
         status, error, failure = Job.Status.FAILED, api_error.message, failure_of(exc)
+        if ready:
+            yield "".join(ready)
         yield sse({"error": {"message": api_error.message, "type": api_error.type, "param": None, "code": api_error.code}})
     finally:
         in_background(_finish(job, status=status, error=error, usage=relay.usage(), failure=failure, slot=slot, check=check))

@@ -84,7 +84,7 @@ class WorkerConsumer(ResilientConsumer):
             if self.connection_id is None:
                 await self.register(frame)
             else:
-                await self.relay(frame, text_data if text_data is not None else json.dumps(frame))
+                await self.relay(frame, text_data)
         except ProtocolError as exc:
             if self.connection_id is None or exc.fatal:
                 await self.refuse(exc)
@@ -107,24 +107,25 @@ class WorkerConsumer(ResilientConsumer):
                 raise ProtocolError(f"bad signature: {exc}", code=CLOSE_BAD_SIGNATURE) from None
         await self.guard.claim_identity(info)
         self.process_id = await registry.ensure()
-        try:
-            self.worker_id, self.connection_id = await _register(
-                process_id=self.process_id, channel_name=self.channel_name, info=info, address=self.guard.ip or ""
+        async with live_pool().adding():
+            try:
+                self.worker_id, self.connection_id = await _register(
+                    process_id=self.process_id, channel_name=self.channel_name, info=info, address=self.guard.ip or ""
+                )
+            except services.ProcessGone:
+                await registry.forget(self.process_id)
+                raise ProtocolError("coordinator restarting, connect again", code=1012) from None
+            await live_pool().add(
+                connection_id=self.connection_id, channel_name=self.channel_name, worker_id=self.worker_id,
+                facts=services.facts_of(info, worker_id=self.worker_id, address=self.guard.ip or ""),
+                current_model=info.models[0] if info.models else "", models=tuple(info.models),
             )
-        except services.ProcessGone:
-            await registry.forget(self.process_id)
-            raise ProtocolError("coordinator restarting, connect again", code=1012) from None
-        await live_pool().add(
-            connection_id=self.connection_id, channel_name=self.channel_name, worker_id=self.worker_id,
-            facts=services.facts_of(info, worker_id=self.worker_id, address=self.guard.ip or ""),
-            current_model=info.models[0] if info.models else "", models=tuple(info.models),
-        )
         self.connect_timer.cancel()
         observe.worker_connected(worker_id=self.worker_id, connection_id=self.connection_id, info=info, ip=self.guard.ip)
         await self.channel_layer.group_add(events.process_group(self.process_id), self.channel_name)
         await self.hand_off(job_id="")  # someone may be waiting for just this worker
 
-    async def relay(self, frame: dict, text: str) -> None:
+    async def relay(self, frame: dict, text: str | None) -> None:
         job = self.job
         if job is None:
             if "busy" in frame and len(frame) == 1:
@@ -134,7 +135,9 @@ class WorkerConsumer(ResilientConsumer):
                 await database_sync_to_async(services.count_frames)(connection_id=self.connection_id, stray=1)
             return
         last = job.is_last(frame)
-        if not job.abandoned:
+        if not job.abandoned and not mailbox.deliver(job.reply_channel, events.local_frame(job_id=job.job_id, frame=frame, last=last)):
+            # Another process's request: the frame crosses the layer as the worker's text.
+            text = text if text is not None else json.dumps(frame)
             await self._reply(job, events.frame(job_id=job.job_id, text=text, last=last))
         if last:
             await self.finish_job()

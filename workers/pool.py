@@ -24,6 +24,7 @@ release only when somebody waits in line.
 
 import asyncio
 import bisect
+import contextlib
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -47,6 +48,9 @@ CANDIDATE_LIMIT = services.CANDIDATE_LIMIT
 HANDOFF_SCAN = queue.HANDOFF_SCAN
 # After a failed mirror write (database down), wait this long before the next.
 MIRROR_RETRY_PAUSE = 1.0
+# A claim that finds nothing fitting waits this long, at most, for the
+# registrations under way (a worker whose row is written, but not yet in the pool).
+REGISTRATION_WAIT = 2.0
 
 _standings = on_db_threads(services.standings)
 
@@ -128,9 +132,22 @@ class MemoryPool:
         self.free: dict[int, Live] = {}
         self.waiting: dict[str, Waiting] = {}
         self._line: list[tuple[float, str]] = []  # (position, job_id), oldest first
+        self._registering: set[asyncio.Future] = set()
         self.mirror = StateMirror()
 
     # --- connections -------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def adding(self):
+        """Around a registration: its row is visible (to a caller who waited for
+        it) before it joins the pool, and a claim that finds nothing waits for it."""
+        done = asyncio.get_running_loop().create_future()
+        self._registering.add(done)
+        try:
+            yield
+        finally:
+            self._registering.discard(done)
+            done.set_result(None)
 
     async def add(self, *, connection_id: int, channel_name: str, worker_id: int, facts: ConnectionFacts, current_model: str, models: tuple[str, ...]) -> None:
         entry = Live(connection_id, channel_name, worker_id, facts, current_model, models)
@@ -220,6 +237,9 @@ class MemoryPool:
     async def _none_free(self, need: Need) -> None:
         """None if a fitting connection is busy (wait), else NoWorkerFits."""
         fitting = self._fitting(self.live.values(), need)
+        if not fitting and self._registering:
+            await asyncio.wait(list(self._registering), timeout=REGISTRATION_WAIT)
+            fitting = self._fitting(self.live.values(), need)
         if fitting:
             standing = await _standings(worker_ids={e.worker_id for e in fitting}, size=0, capabilities=need.capabilities)
             if any(need.fits_trust(s.trust_state) for s in standing.values()):
@@ -309,6 +329,10 @@ class MemoryPool:
 
 class DatabasePool:
     """The live pool of the cluster: rows shared by every process (services.py, queue.py)."""
+
+    @contextlib.asynccontextmanager
+    async def adding(self):
+        yield
 
     async def add(self, **kwargs) -> None:
         pass  # the connection's row is the pool's entry
