@@ -23,7 +23,7 @@ from queenbee_site.db import on_db_threads
 from . import events, limits, services
 from .liveness import registry
 from .mailbox import mailbox
-from .pool import live_pool
+from .pool import PoolDown, live_pool
 from .resilient import ResilientConsumer
 from .protocol import ProtocolError, decode_frame, parse_connect_message
 from .signature import BadSignature, verify_connect_signature
@@ -152,8 +152,8 @@ class WorkerConsumer(ResilientConsumer):
         """Free the connection, or hand it to the oldest request waiting for it."""
         try:
             handed = await live_pool().release_or_hand_off(connection_id=self.connection_id, job_id=job_id)
-        except DatabaseError:
-            # The database is down: keep the worker, and free its row once it is back.
+        except (DatabaseError, PoolDown):
+            # The database (or Redis) is down: keep the worker, and free it once it is back.
             log.warning("could not free a connection; retrying", exc_info=True)
             self.retry_timer = asyncio.create_task(self._hand_off_later(job_id))
             return
@@ -185,6 +185,7 @@ class WorkerConsumer(ResilientConsumer):
             await self._reply_to(event["reply_channel"], events.gone(job_id=event["job_id"], reason="connection not ready"))
             return
         self.job = ActiveJob(event["job_id"], event["reply_channel"], event["ends_with_marker"])
+        live_pool().note_job(connection_id=self.connection_id)
         # Whatever the caller does, a job that outlives its own deadline plus the
         # drain allowance means a stuck worker: drop it.
         self.job.timer = asyncio.create_task(

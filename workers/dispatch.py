@@ -17,7 +17,7 @@ from channels.layers import get_channel_layer
 from . import events
 from .liveness import registry
 from .mailbox import mailbox
-from .pool import live_pool
+from .pool import PoolDown, live_pool
 from .services import Claim, Need, NoWorkerFits
 
 log = logging.getLogger(__name__)
@@ -219,12 +219,21 @@ async def _wait_for_hand_off(inbox: asyncio.Queue, seconds: float) -> Claim | No
 async def _claim(*, need: Need, job_id: str, reply_channel: str) -> Claim | None:
     if registry.stopping:
         raise NoWorkerFits("This coordinator is shutting down: no worker can serve this request here.")
-    return await live_pool().claim(need=need, job_id=job_id, reply_channel=reply_channel)
+    try:
+        return await live_pool().claim(need=need, job_id=job_id, reply_channel=reply_channel)
+    except PoolDown as exc:
+        raise LayerDown(str(exc)) from exc
 
 
 async def _enqueue(**kwargs) -> None:
-    await live_pool().enqueue(**kwargs)
+    try:
+        await live_pool().enqueue(**kwargs)
+    except PoolDown as exc:
+        raise LayerDown(str(exc)) from exc
 
 
 async def _leave(*, job_id: str) -> bool:
-    return await live_pool().leave(job_id=job_id)
+    try:
+        return await live_pool().leave(job_id=job_id)
+    except PoolDown as exc:
+        raise LayerDown(str(exc)) from exc

@@ -138,6 +138,8 @@ class ProcessRegistry:
             await asyncio.sleep(settings.PROCESS_HEARTBEAT_INTERVAL)
             try:
                 alive = await database_sync_to_async(beat)(process_id=self.process_id)
+                if alive and self.pool is not None:
+                    await self.pool.beat(process_id=self.process_id)
                 if alive:
                     live = frozenset(self.live_channels)
                     await database_sync_to_async(forget_dead_channels)(process_id=self.process_id, live=live)
@@ -174,6 +176,8 @@ class ProcessRegistry:
         log.warning("SIGTERM: draining %d running jobs", self.active_jobs)
         if self.process_id is not None:
             await database_sync_to_async(stop_process)(process_id=self.process_id, remove=False)
+            if self.pool is not None:
+                await self.pool.beat(process_id=self.process_id)  # stopping: its workers leave the pool
         deadline = time.monotonic() + settings.SHUTDOWN_GRACE
         while self.active_jobs > 0 and time.monotonic() < deadline:
             await asyncio.sleep(0.05)

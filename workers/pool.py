@@ -55,6 +55,10 @@ REGISTRATION_WAIT = 2.0
 _standings = on_db_threads(services.standings)
 
 
+class PoolDown(Exception):
+    """The live pool's store (Redis) could not be reached."""
+
+
 @dataclass(eq=False)
 class Live:
     """One connection of this process, as the pool sees it."""
@@ -326,6 +330,12 @@ class MemoryPool:
     async def drained(self) -> None:
         await self.mirror.drained()
 
+    async def beat(self, *, process_id: int) -> None:
+        pass  # this process's connections live as long as it does
+
+    def note_job(self, *, connection_id: int) -> None:
+        pass  # the claim wrote it
+
 
 class DatabasePool:
     """The live pool of the cluster: rows shared by every process (services.py, queue.py)."""
@@ -355,15 +365,27 @@ class DatabasePool:
     async def drained(self) -> None:
         pass
 
+    async def beat(self, *, process_id: int) -> None:
+        pass  # the process row's heartbeat (liveness.beat)
+
+    def note_job(self, *, connection_id: int) -> None:
+        pass
+
 
 _unregister = on_db_threads(services.unregister_connection)
 _pool: MemoryPool | DatabasePool | None = None
 
 
-def live_pool() -> MemoryPool | DatabasePool:
-    """This process's pool: in memory on the embedded default, the database's on a cluster."""
+def live_pool():
+    """This process's pool: in memory on the embedded default, in Redis on a
+    cluster (or the database's, with LIVE_POOL=database)."""
     global _pool
     if _pool is None:
-        _pool = DatabasePool() if settings.REDIS_URL else MemoryPool()
+        if settings.REDIS_URL and settings.LIVE_POOL == "redis":
+            from .redis_pool import RedisPool  # it builds on this module
+
+            _pool = RedisPool()
+        else:
+            _pool = DatabasePool() if settings.REDIS_URL else MemoryPool()
         registry.pool = _pool
     return _pool
