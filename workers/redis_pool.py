@@ -39,18 +39,23 @@ log = logging.getLogger(__name__)
 
 _CLAIM = """
 local prefix, now, job, reply = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local alive = 0
 for i = 5, #ARGV do
   local cid = ARGV[i]
-  if redis.call('HGET', KEYS[1], cid) == 'free' then
-    local holder = redis.call('HGET', KEYS[2], cid)
-    if holder and redis.call('EXISTS', prefix .. 'proc:' .. holder) == 1 then
+  local state = redis.call('HGET', KEYS[1], cid)
+  local holder = redis.call('HGET', KEYS[2], cid)
+  if state and holder and redis.call('EXISTS', prefix .. 'proc:' .. holder) == 1 then
+    if state == 'free' then
       redis.call('HSET', KEYS[1], cid, 'busy|' .. job .. '|' .. reply .. '|' .. now)
-      return cid
+      return tonumber(cid)
     end
+    alive = 1
   end
 end
-return false
+return alive - 1
 """
+# The claim script's answers besides a connection id.
+ALL_BUSY, NONE_ALIVE = 0, -1
 
 _RELEASE = """
 local cid, job, now = ARGV[1], ARGV[2], ARGV[3]
@@ -124,7 +129,7 @@ class RedisPool:
         self._scripts: dict = {}
         self.version = b""
         self.entries: dict[int, Live] = {}
-        self.own: set[int] = set()
+        self.own: dict[int, Live] = {}  # this process's connections
         self.mirror = StateMirror()
 
     def client(self) -> aredis.Redis:
@@ -149,8 +154,17 @@ class RedisPool:
         key = f"{self.prefix}proc:{process_id}"
         if registry.stopping:
             await self.client().delete(key)
-        else:
-            await self.client().set(key, 1, px=int(settings.PROCESS_GRACE * 1000))
+            return
+        existed = await self.client().set(key, 1, px=int(settings.PROCESS_GRACE * 1000), get=True)
+        if existed is None and self.own:
+            # Redis restarted empty (or we stalled past the grace): publish our
+            # connections again. One busy with a job may be claimed meanwhile; its
+            # consumer refuses a second job ("connection not ready"), so the
+            # request is retried on another worker.
+            log.warning("the live pool lost this process's connections; publishing them again")
+            for entry in list(self.own.values()):
+                await self._publish(entry)
+            self.version = b""
         await self._sweep_dead_holders()
 
     async def _sweep_dead_holders(self) -> None:
@@ -168,8 +182,12 @@ class RedisPool:
 
     async def add(self, *, connection_id: int, channel_name: str, worker_id: int, facts: ConnectionFacts, current_model: str, models: tuple[str, ...]) -> None:
         entry = Live(connection_id, channel_name, worker_id, facts, current_model, models)
-        self.own.add(connection_id)
+        self.own[connection_id] = entry
         self.entries[connection_id] = entry
+        await self._publish(entry)
+
+    async def _publish(self, entry: Live) -> None:
+        connection_id = entry.connection_id
         async with self.client().pipeline(transaction=True) as pipe:
             pipe.set(f"{self.prefix}proc:{registry.process_id}", 1, px=int(settings.PROCESS_GRACE * 1000))
             pipe.hset(self.keys["facts"], connection_id, _facts_json(entry))
@@ -179,7 +197,7 @@ class RedisPool:
             await pipe.execute()
 
     async def remove(self, *, connection_id: int) -> tuple[str, str]:
-        self.own.discard(connection_id)
+        self.own.pop(connection_id, None)
         state = None
         try:
             state = await self.script("remove")(
@@ -247,13 +265,15 @@ class RedisPool:
                 keys=[self.keys["state"], self.keys["holder"]],
                 args=[self.prefix, int(time.time() * 1000), job_id, reply_channel, *(c.connection_id for c in order)],
             )
-            if won:
-                entry = self.entries[int(won)]
+            if won > 0:
+                entry = self.entries[won]
                 claim = Claim(entry.connection_id, entry.channel_name, entry.worker_id, entry.facts.is_web, entry.current_model == need.model)
                 entry.current_model = need.model or entry.current_model
                 return claim
-            return None
-        raise NoWorkerFits(f"No connected worker can serve this request: it needs {need.describe()}.")
+            if won == ALL_BUSY:
+                return None
+            # NONE_ALIVE: this batch's holders are dead (not swept yet); try the next.
+        return await self._nothing_cached(need)
 
     async def _nothing_cached(self, need: Need) -> None:
         """Nothing in the pool fits. A worker whose row is written may be joining
