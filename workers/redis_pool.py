@@ -58,15 +58,16 @@ return alive - 1
 ALL_BUSY, NONE_ALIVE = 0, -1
 
 _RELEASE = """
-local cid, job, now = ARGV[1], ARGV[2], ARGV[3]
+local cid, job, now, only_if_nobody_waits = ARGV[1], ARGV[2], ARGV[3], ARGV[4] == '1'
 local state = redis.call('HGET', KEYS[1], cid)
 if not state then return false end
+if only_if_nobody_waits and redis.call('ZCARD', KEYS[2]) > 0 then return 'line' end
 if job == '' then
   if state ~= 'free' then return false end
 elseif string.sub(state, 1, 6 + #job) ~= 'busy|' .. job .. '|' then
   return false
 end
-for i = 4, #ARGV, 2 do
+for i = 5, #ARGV, 2 do
   local waiter = ARGV[i]
   if redis.call('ZREM', KEYS[2], waiter) == 1 then
     redis.call('HDEL', KEYS[3], waiter)
@@ -75,7 +76,7 @@ for i = 4, #ARGV, 2 do
   end
 end
 redis.call('HSET', KEYS[1], cid, 'free')
-return false
+return 'free'
 """
 
 _LEAVE = """
@@ -291,6 +292,13 @@ class RedisPool:
 
     async def _release(self, *, connection_id: int, job_id: str) -> tuple[str, dict] | None:
         client = self.client()
+        keys = [self.keys["state"], self.keys["line"], self.keys["waiters"]]
+        # First as if nobody waited (one round trip): the script answers 'line' if somebody does.
+        won = await self.script("release")(keys=keys, args=[connection_id, job_id, int(time.time() * 1000), 1])
+        if won != b"line":
+            if won == b"free":
+                self.mirror.mark(connection_id, services.Connection.State.FREE.value)
+            return None
         waiters: list[tuple[str, str, Need]] = []
         jobs = await client.zrange(self.keys["line"], 0, HANDOFF_SCAN - 1)
         entry = self.entries.get(connection_id)
@@ -312,14 +320,13 @@ class RedisPool:
                 waiters = []
             else:
                 waiters = [w for w in waiters if w[2].fits_trust(standing.trust_state)]
-        args = [connection_id, job_id, int(time.time() * 1000)]
+        args = [connection_id, job_id, int(time.time() * 1000), 0]
         for waiting_job, reply, _ in waiters:
             args += [waiting_job, reply]
-        won = await self.script("release")(keys=[self.keys["state"], self.keys["line"], self.keys["waiters"]], args=args)
-        if not won:
-            state = await client.hget(self.keys["state"], connection_id)
-            if state is not None:
-                self.mirror.mark(connection_id, state.decode().split("|", 1)[0])
+        won = await self.script("release")(keys=keys, args=args)
+        if won in (None, False, b"free"):
+            if won == b"free":
+                self.mirror.mark(connection_id, services.Connection.State.FREE.value)
             return None
         self.mirror.mark(connection_id, services.Connection.State.BUSY.value)
         won = won.decode()
@@ -350,7 +357,11 @@ class RedisPool:
         if self._sync is None:
             self._sync = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
         now = time.time()
-        texts = self._sync.hvals(self.keys["waiters"])
+        try:
+            texts = self._sync.hvals(self.keys["waiters"])
+        except redis.RedisError:  # /worker/stats and /metrics still answer during an outage
+            log.warning("could not read the waiting line's length", exc_info=True)
+            return 0
         return sum(1 for text in texts if json.loads(text)[2] > now)
 
     # --- liveness ----------------------------------------------------------------------
