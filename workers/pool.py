@@ -7,9 +7,10 @@ release can never interleave between checking a connection is free and taking
 it). The embedded default is one process with the in-memory channel layer, so
 no other process could reach these sockets anyway.
 
-On the cluster (`REDIS_URL`) the pool is `DatabasePool`: the compare-and-set
-claims and the waiting line of services.py and queue.py, shared by every
-process through the database.
+On the cluster (`REDIS_URL`) the pool is one pool for every process, in Redis
+(redis_pool.py: one Lua script per claim). `DatabasePool` (LIVE_POOL=database)
+keeps the earlier design: the compare-and-set claims and the waiting line of
+services.py and queue.py, shared through the database.
 
 Either way the Connection row stays the durable record of a socket (inserted
 at connect, deleted at disconnect, swept with a dead process), and its `state`
