@@ -26,8 +26,9 @@ MODEL = "TheBloke/vicuna-7B-v1.5-GGUF:Q4_K_M"
 TOKEN = "bench-token"
 PATH = "/v1/chat/completions"
 CHUNKS = 32
-CLUSTER_DATABASE = "queenbee_bench"
-CLUSTER_REDIS = "redis://127.0.0.1:6379/7"
+# Several people may bench on one machine: each names a database and Redis db of their own.
+CLUSTER_DATABASE = os.environ.get("BENCH_DATABASE", "queenbee_bench")
+CLUSTER_REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/7")
 TICKS = os.sysconf("SC_CLK_TCK")
 SERVER_ENV = {
     "BYPASS_TOKEN": TOKEN,
@@ -322,15 +323,21 @@ def ratios(all_results: dict) -> str:
         if not r:
             continue
         if bare:
-            out.append(f"{c}: added p50 latency at c=1 {r['c1']['p50_ms'] - bare['c1']['p50_ms']:.2f} ms (target <= 3); "
-                       f"first chunk added {r['stream_c1']['first_p50_ms'] - bare['stream_c1']['first_p50_ms']:.2f} ms")
-            out.append(f"{c}: c=64 throughput {r['c64']['req_s'] / bare['c64']['req_s']:.1%} of bare ASGI; "
-                       f"stream chunks/s {r['stream_c16']['chunks_s'] / bare['stream_c16']['chunks_s']:.1%} of bare ASGI")
+            # Issue 14's targets, as ratios to the bare ASGI floor of the same run.
+            b = bare
+            out.append(f"{c}: server CPU per c=64 request {r['c64']['cpu_ms_per_req'] / b['c64']['cpu_ms_per_req']:.1f}x the floor's (target <= 20x); "
+                       f"c=64 throughput {r['c64']['req_s'] / b['c64']['req_s']:.3f}x (target >= 0.06x); "
+                       f"c=1 added p50 {r['c1']['p50_ms'] - b['c1']['p50_ms']:.2f} ms (target <= 3)")
+            out.append(f"{c}: stream c=16 {r['stream_c16']['chunks_s'] / b['stream_c16']['chunks_s']:.3f}x the floor's chunks/s (target >= 0.08x), "
+                       f"{r['stream_c16']['bad_streams']} bad streams (target 0); first chunk c=1 "
+                       f"{r['stream_c1']['first_p50_ms'] / b['stream_c1']['first_p50_ms']:.1f}x the floor's (target <= 5x); "
+                       f"c=64 with 8 workers {r['c64_8w']['errors']} errors (target 0)")
         if django:
             out.append(f"{c}: c=64 throughput {r['c64']['req_s'] / django['c64']['req_s']:.1%} of the empty Django view (target >= 50%)")
     if all_results.get("embedded") and all_results.get("cluster"):
         e, k = all_results["embedded"], all_results["cluster"]
-        out.append(f"cluster / embedded c=64 throughput: {k['c64']['req_s'] / e['c64']['req_s']:.1%} (target >= 70%)")
+        out.append(f"cluster / embedded: c=64 throughput {k['c64']['req_s'] / e['c64']['req_s']:.1%}, stream chunks/s "
+                   f"{k['stream_c16']['chunks_s'] / e['stream_c16']['chunks_s']:.1%} (target >= 70%)")
     for c in ("embedded", "cluster"):
         scales = sorted(int(k[6:]) for k in all_results.get(c, {}) if k.startswith("scale_"))
         if scales:
@@ -345,25 +352,35 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each throughput phase")
     parser.add_argument("--scale", default="1000,5000,10000", help="idle worker counts on the embedded default ('' to skip)")
     parser.add_argument("--cluster-scale", default="", help="idle worker counts on PostgreSQL + Redis (off by default: time)")
-    parser.add_argument("--server", default="daphne", choices=["daphne", "uvicorn"], help="ASGI server for every process (uvicorn: with uvloop and httptools)")
+    parser.add_argument("--server", default="daphne", choices=["daphne", "uvicorn", "both"], help="ASGI server for every process (uvicorn: with uvloop and httptools; both: daphne, then uvicorn)")
     parser.add_argument("--json", default=str(ROOT / "tmp" / "bench-results.json"))
     args = parser.parse_args()
     configs = args.configs.split(",")
+    servers = ["daphne", "uvicorn"] if args.server == "both" else [args.server]
+    for server in servers:
+        results = run_all(configs, args, server)
+        json_path = Path(args.json if len(servers) == 1 else args.json.replace(".json", f"-{server}.json"))
+        json_path.parent.mkdir(exist_ok=True)
+        json_path.write_text(json.dumps(results, indent=1))
+        print(f"## {server}")
+        print()
+        print(table(results))
+        print()
+        print(ratios(results))
+        print()
+
+
+def run_all(configs: list[str], args, server: str) -> dict:
     scale = [int(n) for n in args.scale.split(",") if n]
     results: dict = {}
     if "floors" in configs:
-        results["bare"] = run_floor("bare", "bench.floor_asgi:application", {}, args.seconds, args.server)
-        results["django"] = run_floor("django", "bench.floor_django_asgi:application", {}, args.seconds, args.server)
+        results["bare"] = run_floor("bare", "bench.floor_asgi:application", {}, args.seconds, server)
+        results["django"] = run_floor("django", "bench.floor_django_asgi:application", {}, args.seconds, server)
     if "embedded" in configs:
-        results["embedded"] = run_queenbee("embedded", prepare_embedded(), 1, args.seconds, scale, args.server)
+        results["embedded"] = run_queenbee("embedded", prepare_embedded(), 1, args.seconds, scale, server)
     if "cluster" in configs:
-        results["cluster"] = run_queenbee("cluster", prepare_cluster(), 2, args.seconds, [int(n) for n in args.cluster_scale.split(",") if n], args.server)
-    Path(args.json).parent.mkdir(exist_ok=True)
-    Path(args.json).write_text(json.dumps(results, indent=1))
-    print(table(results))
-    print()
-    print(ratios(results))
-
+        results["cluster"] = run_queenbee("cluster", prepare_cluster(), 2, args.seconds, [int(n) for n in args.cluster_scale.split(",") if n], server)
+    return results
 
 if __name__ == "__main__":
     main()

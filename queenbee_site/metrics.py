@@ -76,13 +76,13 @@ class ClusterCollector:
         ]
 
     def collect(self):
-        from workers import queue
         from workers.liveness import live_connections
         from workers.models import Connection
+        from workers.pool import live_pool
 
         try:
             rows = list(live_connections().values_list("capabilities_text", "state").annotate(n=Count("pk")))
-            waiting = queue.line_length()
+            waiting = live_pool().line_length()
         except Exception:  # a scrape during a database outage still serves the process metrics
             log.warning("could not read the worker registry for /metrics", exc_info=True)
             return

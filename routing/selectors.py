@@ -3,9 +3,9 @@
 from django.conf import settings
 from django.db.models import Count, Q
 
-from workers import queue
 from workers.liveness import live_connections
 from workers.models import Connection
+from workers.pool import live_pool
 
 
 def advertised_models() -> list[str]:
@@ -34,5 +34,5 @@ def worker_counts() -> dict[str, int]:
         "connected": counts["connected"],
         "busy": counts["busy"],
         "total": counts["connected"],
-        "waiting": queue.line_length(),
+        "waiting": live_pool().line_length(),
     }

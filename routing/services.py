@@ -178,6 +178,8 @@ async def open_on_worker(spec: JobSpec, *, prefix: str, failed_workers: set[int]
             handle = await claim_job(need=need, queue_timeout=settings.QUEUE_TIMEOUT)
         except NoWorkerFits as exc:
             raise last_error or await _missing_feature(spec) or NoWorkerAvailable(str(exc), code="no_worker_fits") from None
+        except LayerDown:  # the live pool (Redis) is unreachable
+            raise ChannelLayerDown("Queenbee cannot reach its workers right now (channel layer down); retry shortly.") from None
         except AllBusy:
             raise last_error or NoWorkerAvailable(
                 "All workers that can serve this request are busy. Try again shortly.", code="all_workers_busy"

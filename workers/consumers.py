@@ -20,9 +20,10 @@ from django.db import DatabaseError
 from queenbee_site import observe
 from queenbee_site.db import on_db_threads
 
-from . import events, limits, queue, services
+from . import events, limits, services
 from .liveness import registry
 from .mailbox import mailbox
+from .pool import PoolDown, live_pool
 from .resilient import ResilientConsumer
 from .protocol import ProtocolError, decode_frame, parse_connect_message
 from .signature import BadSignature, verify_connect_signature
@@ -31,7 +32,6 @@ log = logging.getLogger(__name__)
 
 # A connection's hot-path writes run on the shared database threads (queenbee_site/db.py).
 _register = on_db_threads(services.register_connection)
-_unregister = on_db_threads(services.unregister_connection)
 
 CLOSE_BAD_SIGNATURE = 4001
 CLOSE_BAD_CONNECT = 4002
@@ -84,7 +84,7 @@ class WorkerConsumer(ResilientConsumer):
             if self.connection_id is None:
                 await self.register(frame)
             else:
-                await self.relay(frame, text_data if text_data is not None else json.dumps(frame))
+                await self.relay(frame, text_data)
         except ProtocolError as exc:
             if self.connection_id is None or exc.fatal:
                 await self.refuse(exc)
@@ -107,29 +107,37 @@ class WorkerConsumer(ResilientConsumer):
                 raise ProtocolError(f"bad signature: {exc}", code=CLOSE_BAD_SIGNATURE) from None
         await self.guard.claim_identity(info)
         self.process_id = await registry.ensure()
-        try:
-            self.worker_id, self.connection_id = await _register(
-                process_id=self.process_id, channel_name=self.channel_name, info=info, address=self.guard.ip or ""
+        async with live_pool().adding():
+            try:
+                self.worker_id, self.connection_id = await _register(
+                    process_id=self.process_id, channel_name=self.channel_name, info=info, address=self.guard.ip or ""
+                )
+            except services.ProcessGone:
+                await registry.forget(self.process_id)
+                raise ProtocolError("coordinator restarting, connect again", code=1012) from None
+            await live_pool().add(
+                connection_id=self.connection_id, channel_name=self.channel_name, worker_id=self.worker_id,
+                facts=services.facts_of(info, worker_id=self.worker_id, address=self.guard.ip or ""),
+                current_model=info.models[0] if info.models else "", models=tuple(info.models),
             )
-        except services.ProcessGone:
-            await registry.forget(self.process_id)
-            raise ProtocolError("coordinator restarting, connect again", code=1012) from None
         self.connect_timer.cancel()
         observe.worker_connected(worker_id=self.worker_id, connection_id=self.connection_id, info=info, ip=self.guard.ip)
         await self.channel_layer.group_add(events.process_group(self.process_id), self.channel_name)
         await self.hand_off(job_id="")  # someone may be waiting for just this worker
 
-    async def relay(self, frame: dict, text: str) -> None:
+    async def relay(self, frame: dict, text: str | None) -> None:
         job = self.job
         if job is None:
             if "busy" in frame and len(frame) == 1:
-                await database_sync_to_async(services.set_away)(connection_id=self.connection_id, away=bool(frame["busy"]))
+                await live_pool().set_away(connection_id=self.connection_id, away=bool(frame["busy"]))
             else:
                 # A late frame of a finished job: never delivered to a later one.
                 await database_sync_to_async(services.count_frames)(connection_id=self.connection_id, stray=1)
             return
         last = job.is_last(frame)
-        if not job.abandoned:
+        if not job.abandoned and not mailbox.deliver(job.reply_channel, events.local_frame(job_id=job.job_id, frame=frame, last=last)):
+            # Another process's request: the frame crosses the layer as the worker's text.
+            text = text if text is not None else json.dumps(frame)
             await self._reply(job, events.frame(job_id=job.job_id, text=text, last=last))
         if last:
             await self.finish_job()
@@ -143,9 +151,9 @@ class WorkerConsumer(ResilientConsumer):
     async def hand_off(self, *, job_id: str) -> None:
         """Free the connection, or hand it to the oldest request waiting for it."""
         try:
-            handed = await queue.arelease_or_hand_off(connection_id=self.connection_id, job_id=job_id)
-        except DatabaseError:
-            # The database is down: keep the worker, and free its row once it is back.
+            handed = await live_pool().release_or_hand_off(connection_id=self.connection_id, job_id=job_id)
+        except (DatabaseError, PoolDown):
+            # The database (or Redis) is down: keep the worker, and free it once it is back.
             log.warning("could not free a connection; retrying", exc_info=True)
             self.retry_timer = asyncio.create_task(self._hand_off_later(job_id))
             return
@@ -177,6 +185,7 @@ class WorkerConsumer(ResilientConsumer):
             await self._reply_to(event["reply_channel"], events.gone(job_id=event["job_id"], reason="connection not ready"))
             return
         self.job = ActiveJob(event["job_id"], event["reply_channel"], event["ends_with_marker"])
+        live_pool().note_job(connection_id=self.connection_id)
         # Whatever the caller does, a job that outlives its own deadline plus the
         # drain allowance means a stuck worker: drop it.
         self.job.timer = asyncio.create_task(
@@ -213,8 +222,8 @@ class WorkerConsumer(ResilientConsumer):
         if self.connection_id is None:
             return
         await self.channel_layer.group_discard(events.process_group(self.process_id), self.channel_name)
-        # The row knows the job even if its message had not reached us yet.
-        job_id, reply_channel = await _unregister(connection_id=self.connection_id)
+        # The pool knows the job even if its message had not reached us yet.
+        job_id, reply_channel = await live_pool().remove(connection_id=self.connection_id)
         observe.worker_disconnected(self.guard, worker_id=self.worker_id, connection_id=self.connection_id, code=code)
         self.connection_id = None
         if job_id and reply_channel:

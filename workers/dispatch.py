@@ -14,12 +14,11 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 
-from queenbee_site.db import on_db_threads
-
-from . import events, queue
+from . import events
 from .liveness import registry
 from .mailbox import mailbox
-from .services import Claim, Need, claim_connection
+from .pool import PoolDown, live_pool
+from .services import Claim, Need, NoWorkerFits
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +84,7 @@ class JobHandle:
         except Exception as exc:
             self.finished = True
             await self.abandon()
-            await queue.arelease_or_hand_off(connection_id=self.claim.connection_id, job_id=self.job_id)
+            await live_pool().release_or_hand_off(connection_id=self.claim.connection_id, job_id=self.job_id)
             raise LayerDown(str(exc)) from exc
 
     async def _send_job(self, openai_url: str, openai_req: dict[str, Any], ends_with_marker: bool, max_seconds: float) -> None:
@@ -114,7 +113,13 @@ class JobHandle:
             self.finished = message["last"]
             if first:
                 self.first_frame_at = time.monotonic()
-            yield json.loads(message["text"])
+            # In process the consumer's decoded frame; from another process its text.
+            yield message["frame"] if "frame" in message else json.loads(message["text"])
+
+    def has_frames(self) -> bool:
+        """True when more of the worker's frames have arrived already: a stream
+        writes them together, in one send."""
+        return not self.inbox.empty()
 
     async def _receive(self, wait: float, *, first: bool) -> dict[str, Any]:
         what = "first reply" if first else "next frame"
@@ -211,6 +216,24 @@ async def _wait_for_hand_off(inbox: asyncio.Queue, seconds: float) -> Claim | No
     return None
 
 
-_claim = on_db_threads(claim_connection)
-_enqueue = on_db_threads(queue.enqueue)
-_leave = on_db_threads(queue.leave)
+async def _claim(*, need: Need, job_id: str, reply_channel: str) -> Claim | None:
+    if registry.stopping:
+        raise NoWorkerFits("This coordinator is shutting down: no worker can serve this request here.")
+    try:
+        return await live_pool().claim(need=need, job_id=job_id, reply_channel=reply_channel)
+    except PoolDown as exc:
+        raise LayerDown(str(exc)) from exc
+
+
+async def _enqueue(**kwargs) -> None:
+    try:
+        await live_pool().enqueue(**kwargs)
+    except PoolDown as exc:
+        raise LayerDown(str(exc)) from exc
+
+
+async def _leave(*, job_id: str) -> bool:
+    try:
+        return await live_pool().leave(job_id=job_id)
+    except PoolDown as exc:
+        raise LayerDown(str(exc)) from exc

@@ -11,7 +11,7 @@ To a worker consumer (its channel name is on its Connection row):
   worker.close   close the socket (process shutting down, registry lost)
   worker.audit   the heartbeat asks: do you still run this job? (frees dead claims)
 To a request's reply channel:
-  job.frame      one worker frame of the job, `last` when the job is over
+  job.frame      one worker frame of the job (its JSON text), `last` when the job is over
   job.gone       the worker disconnected (or was dropped) before its last frame
   queue.claimed  a freed connection was handed to this waiting request
 """
@@ -56,6 +56,12 @@ def close(*, code: int, reason: str) -> dict[str, Any]:
 
 def frame(*, job_id: str, text: str, last: bool) -> dict[str, Any]:
     return {"type": JOB_FRAME, "job_id": job_id, "text": text, "last": last}
+
+
+def local_frame(*, job_id: str, frame: dict[str, Any], last: bool) -> dict[str, Any]:
+    """A frame for a request of the consumer's own process: the decoded frame
+    itself, never crossing the layer (so never parsed twice)."""
+    return {"type": JOB_FRAME, "job_id": job_id, "frame": frame, "last": last}
 
 
 def gone(*, job_id: str, reason: str) -> dict[str, Any]:

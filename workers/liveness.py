@@ -51,17 +51,6 @@ def beat(*, process_id: int) -> bool:
     return bool(updated)
 
 
-def stale_claims(*, process_id: int) -> list[tuple[str, str]]:
-    """(channel, job) of this process's connections busy for a while: the consumer
-    checks each still has that job (a claimer that died before sending it leaves
-    a connection busy with nothing to do)."""
-    cutoff = timezone.now() - timedelta(seconds=settings.STALE_CLAIM_SECONDS)
-    return list(
-        Connection.objects.filter(process_id=process_id, state=Connection.State.BUSY, busy_since__lt=cutoff)
-        .values_list("channel_name", "job_id")
-    )
-
-
 def forget_dead_channels(*, process_id: int, live: frozenset[str]) -> int:
     """Delete this process's rows whose consumer is gone (its cleanup failed, say
     while the database was down). Cheap when nothing is wrong: one count."""
@@ -123,6 +112,8 @@ class ProcessRegistry:
         # Awaited by the SIGTERM drain once the running jobs are done (the
         # routing app's batch writer registers its own here).
         self.drain_hooks: list = []
+        # The live pool (workers/pool.py), set when it is built: it imports this module.
+        self.pool = None
 
     async def ensure(self) -> int:
         self.install_signal_handlers()
@@ -147,8 +138,13 @@ class ProcessRegistry:
             await asyncio.sleep(settings.PROCESS_HEARTBEAT_INTERVAL)
             try:
                 alive = await database_sync_to_async(beat)(process_id=self.process_id)
+                if alive and self.pool is not None:
+                    await self.pool.beat(process_id=self.process_id)
                 if alive:
-                    await database_sync_to_async(forget_dead_channels)(process_id=self.process_id, live=frozenset(self.live_channels))
+                    live = frozenset(self.live_channels)
+                    await database_sync_to_async(forget_dead_channels)(process_id=self.process_id, live=live)
+                    if self.pool is not None:
+                        await self.pool.forget_dead_channels(process_id=self.process_id, live=live)
                     await self._audit_claims()
             except Exception:  # database or channel layer down: keep sockets, try next beat
                 log.warning("heartbeat failed", exc_info=True)
@@ -157,8 +153,10 @@ class ProcessRegistry:
                 await self.forget(self.process_id)
 
     async def _audit_claims(self) -> None:
+        if self.pool is None:
+            return
         layer = get_channel_layer()
-        for channel_name, job_id in await database_sync_to_async(stale_claims)(process_id=self.process_id):
+        for channel_name, job_id in await self.pool.stale_claims(process_id=self.process_id):
             await layer.send(channel_name, events.audit(job_id=job_id))
 
     async def shutdown(self) -> None:
@@ -178,6 +176,8 @@ class ProcessRegistry:
         log.warning("SIGTERM: draining %d running jobs", self.active_jobs)
         if self.process_id is not None:
             await database_sync_to_async(stop_process)(process_id=self.process_id, remove=False)
+            if self.pool is not None:
+                await self.pool.beat(process_id=self.process_id)  # stopping: its workers leave the pool
         deadline = time.monotonic() + settings.SHUTDOWN_GRACE
         while self.active_jobs > 0 and time.monotonic() < deadline:
             await asyncio.sleep(0.05)

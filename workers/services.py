@@ -10,6 +10,7 @@ import hashlib
 import json
 import uuid
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -100,11 +101,13 @@ class Need:
             "trust_states": tuple(data.get("trust_states", ())),
         })
 
-    def fits(self, c: "ConnectionFacts") -> bool:
+    def fits(self, c: "ConnectionFacts", *, check_trust: bool = True) -> bool:
         """The Python twin of `fitting_connections`' SQL filter, for one connection.
 
-        Used when a freed connection looks for a waiter; keep the two in step
-        (test_need_matching checks they agree).
+        The live pool filters with it (workers/pool.py); keep the two in step
+        (test_need_matching checks they agree). `check_trust=False` leaves out
+        the trust state, which the pool reads fresh from the database
+        (`fits_trust`): it changes while a worker is connected.
         """
         caps = c.capabilities_text
         if not all(f",{cap}," in caps for cap in self.capabilities):
@@ -119,7 +122,7 @@ class Need:
             return False
         if c.worker_id in self.exclude_workers:
             return False
-        if c.trust_state == TrustState.QUARANTINED or self.trust_states and c.trust_state not in self.trust_states:
+        if check_trust and not self.fits_trust(c.trust_state):
             return False
         if self.exclude_owner and c.owner_key_hash == self.exclude_owner:
             return False
@@ -134,6 +137,12 @@ class Need:
         web_fit = c.is_web and c.ram_bytes > self.size * GPU_RAM_BYTES_PER_SIZE
         disk_fit = c.disk_space_mib > self.disk_mib or c.is_web
         return (gpu_fit or cpu_fit or web_fit) and disk_fit
+
+    def fits_trust(self, trust_state: str) -> bool:
+        """A quarantined identity gets no jobs; a verification job names the states it takes."""
+        if trust_state == TrustState.QUARANTINED:
+            return False
+        return not self.trust_states or trust_state in self.trust_states
 
     def describe(self) -> str:
         parts = [f"capabilities {', '.join(self.capabilities)}"]
@@ -237,6 +246,26 @@ def register_connection(*, process_id: int, channel_name: str, info: ConnectInfo
             raise ProcessGone() from None
         raise
     return worker.pk, connection.pk
+
+
+def facts_of(info: ConnectInfo, *, worker_id: int, address: str) -> ConnectionFacts:
+    """A registered socket's facts as `Need.fits` reads them, from its connect
+    message (the trust state is read fresh at each claim: `standings`)."""
+    return ConnectionFacts(
+        worker_id=worker_id,
+        capabilities_text=Connection.capabilities_to_text((*info.capabilities, *info.features)),
+        version_key=info.version_key,
+        is_web=info.is_web,
+        gpu_memory_mib=info.gpu_memory_mib,
+        ram_bytes=info.ram_bytes,
+        disk_space_mib=info.disk_space_mib,
+        pubkey=info.pubkey,
+        identity=info.identity,
+        slug=info.slug,
+        owner_key_hash=hash_secret(info.auth_key),
+        trust_state="",
+        address=address[:64],
+    )
 
 
 def unregister_connection(*, connection_id: int) -> tuple[str, str]:
@@ -385,6 +414,17 @@ def claim_connection(*, need: Need, job_id: str, reply_channel: str) -> Claim | 
     return None
 
 
+def stale_claims(*, process_id: int) -> list[tuple[str, str]]:
+    """(channel, job) of this process's connections busy for a while: the consumer
+    checks each still has that job (a claimer that died before sending it leaves
+    a connection busy with nothing to do)."""
+    cutoff = timezone.now() - timedelta(seconds=settings.STALE_CLAIM_SECONDS)
+    return list(
+        Connection.objects.filter(process_id=process_id, state=Connection.State.BUSY, busy_since__lt=cutoff)
+        .values_list("channel_name", "job_id")
+    )
+
+
 def set_away(*, connection_id: int, away: bool) -> None:
     """A browser worker's {"busy": bool} frame, honoured only while it has no job."""
     frm, to = (Connection.State.FREE, Connection.State.AWAY) if away else (Connection.State.AWAY, Connection.State.FREE)
@@ -408,3 +448,37 @@ def count_frames(*, connection_id: int, stray: int = 0, bad: int = 0) -> None:
 def any_worker_fits(*, need: Need) -> bool:
     """Whether any live connection could serve `need`, free or not (routing names a missing feature by it)."""
     return fitting_connections(need).exists()
+
+
+@dataclass(frozen=True)
+class Standing:
+    """What the live pool reads fresh for a candidate at each claim: it changes
+    while the worker stays connected (a verdict, a punishment, a first proof)."""
+
+    trust_state: str
+    punished: bool
+    proven: bool
+    estimate: float | None  # seconds per token at the job's size (stats)
+
+
+def standings(*, worker_ids: set[int], size: float, capabilities: tuple[str, ...]) -> dict[int, Standing]:
+    """The standing of each worker, in two queries whatever their number: trust,
+    punishment and proof, then the speed estimates (stats)."""
+    from stats import selectors as stats_selectors  # stats builds on this app (its rows point at Worker)
+
+    if not worker_ids:
+        return {}
+    now = timezone.now()
+    rows = Worker.objects.filter(pk__in=worker_ids).values_list(
+        "pk", "trust_state", "stats__punished_until", "stats__proven_at"
+    )
+    speed = stats_selectors.estimates(worker_ids=worker_ids, size=size, kind=stats_selectors.kind_for(capabilities))
+    return {
+        pk: Standing(
+            trust_state=trust,
+            punished=punished_until is not None and punished_until > now,
+            proven=proven_at is not None and trust in GOOD_STANDING,
+            estimate=speed.get(pk),
+        )
+        for pk, trust, punished_until, proven_at in rows
+    }

@@ -7,6 +7,7 @@ import time
 import httpx
 import openai
 import pytest
+from django.conf import settings
 
 from conftest import BYPASS, connection_count, wait_for
 from testkit.fake_worker import Delay, FakeWorker, stream_chunks
@@ -36,6 +37,10 @@ def queens(server_env):
 def client_for(process) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{process.url}/v1", api_key=BYPASS, max_retries=0, timeout=30)
 
+
+# The database pool's hand-off (LIVE_POOL=database), called from outside the
+# server. The memory pool's twin is in test_memory_pool.py.
+database_pool_only = pytest.mark.skipif(not settings.REDIS_URL, reason="the embedded default keeps claims in the server's memory")
 
 def test_a_killed_process_stops_offering_its_workers_after_the_grace_period(queens, db_access):
     doomed = queens("doomed")
@@ -116,19 +121,36 @@ def test_a_worker_that_stops_answering_times_out_and_is_dropped_after_draining(q
     wait_for(lambda: connection_count(worker.identity) == 0, what="connection dropped")
 
 
-def test_a_claim_whose_job_never_arrives_is_freed_by_the_audit(queens, db_access):
+@pytest.mark.skipif(not settings.REDIS_URL, reason="the embedded default keeps claims in the server's memory")
+def test_a_claim_whose_job_never_arrives_is_freed_by_the_audit(queens, server_env, db_access):
+    import asyncio
+
+    from workers.redis_pool import RedisPool
+
     process = queens("auditor", STALE_CLAIM_SECONDS="0.5")
     worker = FakeWorker(process.ws_url, capabilities=["llama-infer", "audit-test"]).start()
     wait_for(lambda: connection_count(worker.identity) == 1, what="registration")
-    # A claimer that dies right after claiming: the connection is busy, no job follows.
-    claim = claim_connection(need=Need(size=1, capabilities=("audit-test",)), job_id="never-sent", reply_channel="nobody")
-    assert claim is not None
-    wait_for(lambda: Connection.objects.get(pk=claim.connection_id).state == "free", timeout=10, what="audit frees the claim")
+    # A claimer (of another process) that dies right after claiming: the
+    # connection is busy, no job follows.
+    pool = RedisPool()
+    pool.prefix = "qb-pool:" + server_env.get("CACHE_KEY_PREFIX", "") + ":"
+    pool.keys = {k: pool.prefix + k for k in pool.keys}
+    need = Need(size=1, capabilities=("audit-test",))
+
+    async def claim():
+        for _ in range(50):  # the worker joins the pool just after its row is written
+            if claimed := await pool.claim(need=need, job_id="never-sent", reply_channel="nobody"):
+                return claimed
+            await asyncio.sleep(0.1)
+
+    assert asyncio.run(claim()) is not None
+    # The request waits in line until the audit frees the claim.
     reply = client_for(process).chat.completions.create(model=MODEL, messages=HI, extra_body={"gpu_filter": {"pubkey": worker.pubkey}})
     assert reply.choices
     worker.stop()
 
 
+@database_pool_only
 def test_a_punished_worker_is_not_handed_to_a_waiting_request(start_worker, db_access):
     from stats.services import Failure, punish
     from workers import queue
