@@ -119,22 +119,6 @@ def test_metrics_count_requests_workers_and_jobs(ops_queen, served):
     assert "process_resident_memory_bytes" in text
 
 
-def test_metrics_count_the_punishments_of_a_failing_worker(ops_queen, django_db_blocker):
-    def fails(job):
-        yield {"error": "out of memory", "error_type": "RuntimeError"}
-
-    with django_db_blocker.unblock():
-        worker = FakeWorker(ops_queen.ws_url, script=fails).start()
-        wait_for(lambda: connection_count(worker.identity) == 1, what="registration")
-    try:
-        client = openai.OpenAI(base_url=f"{ops_queen.url}/v1", api_key=BYPASS, max_retries=0)
-        with pytest.raises(openai.APIError):
-            client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}], extra_body={"gpu_filter": {"pubkey": worker.pubkey}})
-        wait_for(lambda: 'queenbee_worker_punishments_total{reason="error"}' in scrape(ops_queen), what="the punishment counted")
-    finally:
-        worker.stop()
-
-
 # --- Logs -----------------------------------------------------------------------------------------
 
 
@@ -246,3 +230,20 @@ def test_secret_key_is_required_when_debug_is_off():
     env = {k: v for k, v in PRODUCTION.items() if k != "SECRET_KEY"}
     result = manage("check", env=env)
     assert result.returncode != 0 and "SECRET_KEY" in result.stderr
+
+
+# Last: its failed request and job must not count in the ops_queen tests above.
+def test_metrics_count_the_punishments_of_a_failing_worker(ops_queen, django_db_blocker):
+    def fails(job):
+        yield {"error": "out of memory", "error_type": "RuntimeError"}
+
+    with django_db_blocker.unblock():
+        worker = FakeWorker(ops_queen.ws_url, script=fails).start()
+        wait_for(lambda: connection_count(worker.identity) == 1, what="registration")
+    try:
+        client = openai.OpenAI(base_url=f"{ops_queen.url}/v1", api_key=BYPASS, max_retries=0)
+        with pytest.raises(openai.APIError):
+            client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}], extra_body={"gpu_filter": {"pubkey": worker.pubkey}})
+        wait_for(lambda: 'queenbee_worker_punishments_total{reason="error"}' in scrape(ops_queen), what="the punishment counted")
+    finally:
+        worker.stop()
