@@ -170,16 +170,7 @@ async def one_stream(client: httpx.AsyncClient, tag: str, chat: bool, tally: Str
 
 
 async def stream_clients(urls: list[str], n: int, seconds: float, tally: StreamTally) -> None:
-    deadline = time.monotonic() + seconds
-
-    async def run(index: int) -> None:
-        async with httpx.AsyncClient(base_url=urls[index % len(urls)], headers={"Authorization": f"Bearer {TOKEN}"}, timeout=HUNG_AFTER) as client:
-            count = 0
-            while time.monotonic() < deadline:
-                count += 1
-                await one_stream(client, f"c{index}-r{count}", chat=bool(count % 2), tally=tally)
-
-    await asyncio.gather(*(run(i) for i in range(n)))
+    await client_loops(urls, n, seconds, lambda client, tag, odd: one_stream(client, tag, chat=odd, tally=tally))
 
 
 def mid_stream_killer(processes, workers: list[FakeWorker], stop: threading.Event, every: float, log: list) -> None:
@@ -288,6 +279,12 @@ async def one_request(client: httpx.AsyncClient, tag: str, stream: bool, tally: 
 
 
 async def clients(urls: list[str], n: int, seconds: float, tally: Tally) -> None:
+    await client_loops(urls, n, seconds, lambda client, tag, odd: one_request(client, tag, stream=odd, tally=tally))
+
+
+async def client_loops(urls: list[str], n: int, seconds: float, request) -> None:
+    """`n` clients, spread over `urls`, each calling `request(client, tag, odd)` in a
+    loop until `seconds` have passed (`odd` alternates, for two kinds of request)."""
     deadline = time.monotonic() + seconds
 
     async def run(index: int) -> None:
@@ -295,7 +292,7 @@ async def clients(urls: list[str], n: int, seconds: float, tally: Tally) -> None
             count = 0
             while time.monotonic() < deadline:
                 count += 1
-                await one_request(client, f"c{index}-r{count}", stream=bool(count % 2), tally=tally)
+                await request(client, f"c{index}-r{count}", bool(count % 2))
 
     await asyncio.gather(*(run(i) for i in range(n)))
 
