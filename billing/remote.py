@@ -19,7 +19,7 @@ import httpx
 from django.conf import settings
 from django.core.cache import cache
 
-from queenbee_site.caching import Expiring
+from runtime.caching import Expiring
 
 _client: httpx.AsyncClient | None = None
 

@@ -7,7 +7,7 @@ from django.db.models import Count, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from routing.auth import Caller
+from api.auth import Caller
 from routing.models import Job
 
 from .models import LedgerEntry

@@ -24,10 +24,10 @@ from django.utils import timezone
 
 from finetune.models import File, FineTuningJob
 from queenbee_site import compiled
-from queenbee_site.caching import Expiring
-from queenbee_site.db import on_db_threads
-from routing.auth import BYPASS_CALLER, Caller, billing_check
-from routing.errors import InsufficientQuota, Unauthorized
+from runtime.caching import Expiring
+from runtime.db import on_db_threads
+from api.auth import BYPASS_CALLER, Caller, billing_check
+from api.errors import InsufficientQuota, Unauthorized
 from routing.models import ApiKey, Job
 
 from . import limits, outbox, prices

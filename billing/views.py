@@ -4,7 +4,7 @@ from asgiref.sync import sync_to_async
 from rest_framework import serializers
 from rest_framework.response import Response
 
-from routing.api_view import ApiView
+from api.api_view import ApiView
 
 from . import openapi, selectors
 

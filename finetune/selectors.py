@@ -7,7 +7,7 @@ from datetime import datetime
 
 from asgiref.sync import sync_to_async
 
-from routing.errors import NotFound
+from api.errors import NotFound
 
 from . import storage
 from .models import Checkpoint, File, FineTuningJob, JobEvent

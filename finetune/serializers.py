@@ -2,7 +2,7 @@
 
 from rest_framework import serializers
 
-from routing.model_names import InvalidModelName, parse_model
+from api.model_names import InvalidModelName, parse_model
 from routing.serializers import GpuFilterSerializer
 
 UPLOAD_PURPOSES = ("fine-tune", "assistants", "batch", "vision", "user_data", "evals")

@@ -16,8 +16,8 @@ from django.db.models import F
 from django.utils import timezone
 
 from billing import services as billing
-from routing.errors import ApiError, InvalidRequest, NotFound
-from routing.model_names import model_size
+from api.errors import ApiError, InvalidRequest, NotFound
+from api.model_names import model_size
 from workers.models import Connection
 from workers.protocol import version_key
 from workers.services import Need, fitting_connections

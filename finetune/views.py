@@ -14,8 +14,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing import services as billing
-from routing.api_view import ApiView
-from routing.errors import json_error
+from api.api_view import ApiView
+from api.errors import json_error
 
 from . import openapi, selectors, services, storage
 from .scheduler import scheduler

@@ -15,7 +15,7 @@ from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
 from billing.models import LedgerEntry
-from routing.model_names import InvalidModelName, parse_model
+from api.model_names import InvalidModelName, parse_model
 from routing.models import Job
 from stats import ema
 from stats.models import Kind, SizeBin, WorkerStats

@@ -6,7 +6,7 @@ import uuid
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 
-from . import client_ip, logs, observe
+from runtime import client_ip, logs, observe
 
 # A caller (or the proxy in front) may name its request; anything else is replaced.
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")

@@ -243,11 +243,11 @@ FINETUNE_MAX_ARTIFACT_BYTES = env.int("FINETUNE_MAX_ARTIFACT_BYTES", default=150
 # --- API ----------------------------------------------------------------------
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["routing.auth.ApiKeyAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["api.auth.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "EXCEPTION_HANDLER": "routing.errors.exception_handler",
+    "EXCEPTION_HANDLER": "api.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
@@ -507,7 +507,7 @@ CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 # CSRF guards the admin only (API calls carry a bearer key); a failure on an API path
 # still answers in OpenAI's envelope, never an HTML page.
-CSRF_FAILURE_VIEW = "routing.errors.csrf_failure"
+CSRF_FAILURE_VIEW = "api.errors.csrf_failure"
 SILENCED_SYSTEM_CHECKS = env.list("SILENCED_SYSTEM_CHECKS", default=[])
 
 # --- Operations: metrics and logs (README "Operations") -----------------------
@@ -520,7 +520,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {
         # One event per line with its fields: `text` (key=value) or `json`.
-        "structured": {"()": "queenbee_site.logs.StructuredFormatter", "json_lines": env.str("LOG_FORMAT", default="text") == "json"},
+        "structured": {"()": "runtime.logs.StructuredFormatter", "json_lines": env.str("LOG_FORMAT", default="text") == "json"},
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "structured"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},

@@ -3,7 +3,7 @@ from django.contrib import admin
 from django.contrib.staticfiles.urls import staticfiles_urlpatterns
 from django.urls import include, path, re_path
 
-from routing.errors import unknown_url
+from api.errors import unknown_url
 from routing.openapi import DocsView, SchemaView
 
 from . import views
@@ -26,6 +26,6 @@ if settings.DEBUG:
 # `[\s\S]` so a path with a newline in it matches too (`.` would not).
 urlpatterns.append(re_path(r"^(v1|worker)(/[\s\S]*)?$", unknown_url, name="unknown_url"))
 
-handler400 = "routing.errors.handler400"
-handler404 = "routing.errors.handler404"
-handler500 = "routing.errors.handler500"
+handler400 = "api.errors.handler400"
+handler404 = "api.errors.handler404"
+handler500 = "api.errors.handler500"

@@ -14,9 +14,9 @@ from django.http import HttpResponse, JsonResponse
 from django.views.decorators.http import require_safe
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from routing.errors import json_error
+from api.errors import json_error
 
-from . import metrics
+from runtime import metrics
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ class RoutingConfig(AppConfig):
     verbose_name = "Routing"
 
     def ready(self) -> None:
-        from queenbee_site import db
+        from runtime import db
         from workers.liveness import registry
 
         from . import checks  # noqa: F401  (registers the system checks)

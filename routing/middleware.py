@@ -4,7 +4,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 
 from workers.liveness import registry
 
-from .errors import json_error
+from api.errors import json_error
 
 
 class DrainingMiddleware:

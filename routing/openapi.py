@@ -18,7 +18,7 @@ from .serializers import ChatCompletionSerializer, CompletionSerializer, Embeddi
 
 
 class ApiKeyScheme(OpenApiAuthenticationExtension):
-    target_class = "routing.auth.ApiKeyAuthentication"
+    target_class = "api.auth.ApiKeyAuthentication"
     name = "ApiKey"
 
     def get_security_definition(self, auto_schema):

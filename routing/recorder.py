@@ -33,8 +33,8 @@ from django.db import connection, transaction
 
 from billing import outbox
 from billing.services import record_and_bill
-from queenbee_site import observe
-from queenbee_site.db import on_db_threads
+from runtime import observe
+from runtime.db import on_db_threads
 from stats.services import JobOutcome, Recorded, record_outcome
 from trust import verify
 from trust.services import Check, plan_job

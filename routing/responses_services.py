@@ -21,8 +21,8 @@ from rest_framework.exceptions import ValidationError
 from finetune import selectors as fine_tuned
 
 from . import services
-from .auth import Caller
-from .errors import InvalidRequest, NotFound
+from api.auth import Caller
+from api.errors import InvalidRequest, NotFound
 from .models import StoredResponse
 from .responses import EventTranslator, chat_request, input_items, response_from_completion, sse_event
 from .serializers import ChatCompletionSerializer, validate

@@ -9,8 +9,8 @@ from finetune.services import owner_of
 
 from . import responses_openapi as openapi
 from . import responses_services as services
-from .api_view import ApiView
-from .errors import InvalidRequest
+from api.api_view import ApiView
+from api.errors import InvalidRequest
 from .responses_serializers import InputItemsQuerySerializer, ResponseCreateSerializer
 from .serializers import validate
 from .views import event_stream

@@ -14,7 +14,7 @@ from django.core.validators import RegexValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from .model_names import InvalidModelName, parse_model
+from api.model_names import InvalidModelName, parse_model
 
 MAX_MESSAGES = 4096
 MAX_TOKENS_LIMIT = 1_000_000

@@ -26,7 +26,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from billing import services as billing
-from queenbee_site import observe
+from runtime import observe
 from stats.services import Failure, JobOutcome
 from trust import usage as usage_bounds
 from trust.services import Check
@@ -35,9 +35,9 @@ from workers.services import Need, NoWorkerFits, any_worker_fits
 
 from . import continuation, keepalive
 from . import features as request_features
-from .auth import Caller
-from .errors import ApiError, ChannelLayerDown, InvalidRequest, NoWorkerAvailable, WorkerFailed, WorkerTimedOut
-from .model_names import IMAGE_SIZE, ModelName, parse_model
+from api.auth import Caller
+from api.errors import ApiError, ChannelLayerDown, InvalidRequest, NoWorkerAvailable, WorkerFailed, WorkerTimedOut
+from api.model_names import IMAGE_SIZE, ModelName, parse_model
 from .recorder import FinishedJob, recorder
 from .models import Job
 

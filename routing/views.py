@@ -9,8 +9,8 @@ from finetune import selectors as fine_tuned
 from finetune.services import owner_of
 
 from . import openapi, selectors, services
-from .api_view import ApiView
-from .errors import NotFound
+from api.api_view import ApiView
+from api.errors import NotFound
 from .serializers import ChatCompletionSerializer, CompletionSerializer, EmbeddingsSerializer, ImagesSerializer, validate
 
 

@@ -10,7 +10,7 @@ from the original coordinator's bins. README "Worker stats" explains the choices
 import math
 from collections.abc import Mapping
 
-# Sizes are "roughly GB of weights" (routing.model_names); anything smaller than
+# Sizes are "roughly GB of weights" (api.model_names); anything smaller than
 # this is binned as this, so a size of 0 cannot break the logarithm.
 MIN_SIZE = 0.01
 # Bins per doubling of the size. Two makes each bin span a factor of √2 (±19%

@@ -6,7 +6,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
 from routing import openapi
-from routing.errors import InvalidRequest, Unauthorized
+from api.errors import InvalidRequest, Unauthorized
 
 from . import selectors
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from django.conf import settings
 
-from queenbee_site.db import on_db_threads
+from runtime.db import on_db_threads
 from workers.dispatch import AllBusy, FrameTimeout, LayerDown, Timeouts, WorkerGone, claim_job
 from workers.liveness import registry
 from workers.models import TrustState

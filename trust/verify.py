@@ -15,7 +15,7 @@ from typing import Any
 from django.conf import settings
 
 from billing import outbox
-from queenbee_site.db import on_db_threads
+from runtime.db import on_db_threads
 from workers.dispatch import AllBusy, FrameTimeout, LayerDown, Timeouts, WorkerGone, claim_job
 from workers.services import NoWorkerFits
 

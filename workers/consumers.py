@@ -17,8 +17,8 @@ from channels.exceptions import ChannelFull
 from django.conf import settings
 from django.db import DatabaseError
 
-from queenbee_site import observe
-from queenbee_site.db import on_db_threads
+from runtime import observe
+from runtime.db import on_db_threads
 
 from . import events, limits, services
 from .liveness import registry

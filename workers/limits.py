@@ -15,7 +15,7 @@ gets a budget, and breaking it closes the socket with a reason saying which:
 
 Frame size, depth and shape are checked by `protocol.decode_frame`.
 
-The cache is called through `queenbee_site.caching` (Django's async cache methods
+The cache is called through `runtime.caching` (Django's async cache methods
 hopped to the one sync thread four times per connect, a tenth of its CPU).
 """
 
@@ -28,8 +28,8 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.core.cache import cache
 
-from queenbee_site import client_ip, observe
-from queenbee_site.caching import count, in_cache
+from runtime import client_ip, observe
+from runtime.caching import count, in_cache
 
 from .liveness import live_connections
 from .protocol import ConnectInfo, ProtocolError

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field
 
 from django.conf import settings
 
-from queenbee_site.db import on_db_threads
+from runtime.db import on_db_threads
 
 from . import choice, queue, services
 from .liveness import registry

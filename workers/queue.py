@@ -14,7 +14,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from queenbee_site import compiled
-from queenbee_site.db import on_db_threads
+from runtime.db import on_db_threads
 
 from .models import Connection, Waiter
 from .services import Claim, ConnectionFacts, Need, mark_busy

@@ -28,7 +28,7 @@ import redis
 import redis.asyncio as aredis
 from django.conf import settings
 
-from queenbee_site.db import on_db_threads
+from runtime.db import on_db_threads
 
 from . import choice, services
 from .liveness import registry

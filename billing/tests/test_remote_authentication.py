@@ -9,7 +9,7 @@ from billing import remote
 from billing.tests.conftest import BILLING_SECRET, MODEL, tag
 from conftest import BYPASS
 from finetune.tests.conftest import BASE_MODEL, TRAINING
-from routing import auth
+from api import auth
 from routing.models import ApiKey
 
 HI = [{"role": "user", "content": "hi"}]

@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from conftest import BYPASS, connection_count, wait_for
-from queenbee_site.client_ip import parse_networks, resolve
+from runtime.client_ip import parse_networks, resolve
 from testkit.fake_worker import FakeWorker
 from testkit.server import ROOT, QueenProcess
 

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from routing.errors import is_api_path
+from api.errors import is_api_path
 
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 ENVELOPE_KEYS = {"message", "type", "param", "code"}

@@ -4,7 +4,7 @@ Queenbee validates the fields it knows and owns `model`, `stream` and its own
 extensions; whatever else the caller sends is the worker's to interpret.
 """
 
-from routing.model_names import parse_model
+from api.model_names import parse_model
 
 MODEL = "TheBloke/vicuna-7B-v1.5-GGUF:Q4_K_M"
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from routing.model_names import parse_model
+from api.model_names import parse_model
 from workerbee.catalog import PACKAGED_MODEL, ModelNotFound, Places, install_packaged_model, local_models, resolve
 
 

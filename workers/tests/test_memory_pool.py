@@ -7,7 +7,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from queenbee_site.db import on_db_threads
+from runtime.db import on_db_threads
 from stats.services import Failure, punish
 from stats.tests.factories import make_worker
 from workers import pool as pool_module

@@ -5,7 +5,7 @@ BILLING_URL, a token the remote billing backend vouches for through its `check`
 (cached briefly, see `billing.remote.check`). A token nobody knows is a 401 and a
 billing backend that does not answer is a 503, whatever the endpoint.
 
-Where it runs: async views inherit `routing.api_view.ApiView`, which resolves the
+Where it runs: async views inherit `api.api_view.ApiView`, which resolves the
 caller on the event loop (`resolve`) before adrf's thread-bound `initial()`; the
 authenticator then only hands the result over. A key seen within
 KEY_CACHE_SECONDS and a check still cached cost no thread hop and no I/O. Sync
@@ -25,10 +25,10 @@ from django.conf import settings
 from rest_framework import authentication, exceptions
 
 from billing import remote
-from queenbee_site.caching import Expiring
+from runtime.caching import Expiring
 
 from .errors import BillingUnavailable
-from .models import ApiKey, hash_key
+from routing.models import ApiKey, hash_key
 
 log = logging.getLogger(__name__)
 

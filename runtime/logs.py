@@ -1,6 +1,6 @@
 """Structured log lines: one event name and its fields per line, nothing secret.
 
-Events are written by `queenbee_site.observe`, which picks their fields from a
+Events are written by `runtime.observe`, which picks their fields from a
 short list; prompts, API keys, worker auth keys and payout addresses are never
 among them. As a second guard the formatter blanks any field whose name says it
 holds one of those. Two renderings of the same record:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from routing.model_names import InvalidModelName, model_size, parse_model
+from api.model_names import InvalidModelName, model_size, parse_model
 
 
 @pytest.mark.parametrize(
@@ -55,7 +55,7 @@ def test_it_refuses_other_names(name):
 
 
 def test_a_name_is_parsed_once_per_process_and_bad_ones_every_time():
-    from routing import model_names
+    from api import model_names
 
     name = "someone/parsed-once-7B-GGUF:Q8_0"
     before = model_names._parse.cache_info()

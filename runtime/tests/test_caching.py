@@ -5,7 +5,7 @@ import uuid
 
 from django.core.cache import cache
 
-from queenbee_site import caching
+from runtime import caching
 
 
 def test_entries_expire_and_a_cached_none_is_a_hit(monkeypatch):
