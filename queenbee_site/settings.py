@@ -351,6 +351,9 @@ RETRY_DELAY = env.float("RETRY_DELAY", default=0.25)
 # evaluation and possibly a model load, so a few are worth it and a worker
 # crowd that keeps failing one request should not be walked through entirely.
 STREAM_CONTINUATIONS = env.int("STREAM_CONTINUATIONS", default=2)
+# Stored `/v1/responses` answers are kept this many days (OpenAI keeps them 30),
+# then they are not found and get deleted (routing.models.StoredResponse); 0 keeps them forever.
+RESPONSES_KEEP_DAYS = env.int("RESPONSES_KEEP_DAYS", default=30)
 # While a stream waits for its first frame (a worker downloading or loading a
 # model takes minutes) or for its next one, an SSE comment line `: keep-alive`
 # is sent this often, so that proxies with an idle read timeout (nginx's

@@ -2,8 +2,11 @@
 
 import hashlib
 import secrets
+from datetime import timedelta
 
+from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 KEY_PREFIX = "qb-"
 
@@ -105,6 +108,24 @@ class Job(models.Model):
         return self.public_id
 
 
+class StoredResponseQuerySet(models.QuerySet):
+    def kept(self) -> "StoredResponseQuerySet":
+        """The responses still within RESPONSES_KEEP_DAYS (all of them when it is 0)."""
+        cutoff = expiry_cutoff()
+        return self if cutoff is None else self.filter(created_at__gte=cutoff)
+
+    def expired(self) -> "StoredResponseQuerySet":
+        cutoff = expiry_cutoff()
+        return self.none() if cutoff is None else self.filter(created_at__lt=cutoff)
+
+
+def expiry_cutoff():
+    """When a stored response made now would have expired (None: kept forever)."""
+    if not settings.RESPONSES_KEEP_DAYS:
+        return None
+    return timezone.now() - timedelta(days=settings.RESPONSES_KEEP_DAYS)
+
+
 class StoredResponse(models.Model):
     """A `/v1/responses` answer kept for its owner (`store`, on by default): retrieved by id,
     and continued by `previous_response_id`.
@@ -115,7 +136,13 @@ class StoredResponse(models.Model):
     the middle of a chain does not break the responses that followed it. The
     price is that each turn stores the conversation before it again (quadratic
     in the number of turns), which chat-sized conversations afford.
+
+    Kept RESPONSES_KEEP_DAYS (30, as OpenAI keeps them): older ones are not
+    found, and are deleted when their owner stores another response or by
+    `manage.py purge_responses`.
     """
+
+    objects = StoredResponseQuerySet.as_manager()
 
     public_id = models.CharField(max_length=64, unique=True, help_text="The Response id: the public id of its job.")
     owner = models.CharField(max_length=100, db_index=True, help_text="As files and fine-tunes: `key:<id>` or the caller's label.")

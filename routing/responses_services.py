@@ -45,7 +45,7 @@ async def _context(*, owner: str, body: dict[str, Any]) -> list[dict[str, Any]]:
     previous = body.get("previous_response_id")
     before: list[dict[str, Any]] = []
     if previous:
-        row = await StoredResponse.objects.filter(public_id=previous, owner=owner).values_list("context", "body").afirst()
+        row = await StoredResponse.objects.kept().filter(public_id=previous, owner=owner).values_list("context", "body").afirst()
         if row is None:  # another owner's response is not found either
             raise _not_found(previous, param="previous_response_id")
         before = row[0] + row[1]["output"]
@@ -74,6 +74,7 @@ async def _store(*, owner: str, body: dict[str, Any], context: list[dict[str, An
         return
     try:
         await StoredResponse.objects.acreate(public_id=response["id"], owner=owner, model=response["model"], context=context, body=response)
+        await StoredResponse.objects.expired().filter(owner=owner).adelete()  # the owner's own, by its index
     except (db.OperationalError, db.InterfaceError) as exc:  # the answer is served all the same
         log.warning("response %s not stored: %s", response["id"], exc)
 
@@ -126,14 +127,14 @@ async def _events(chunks: AsyncIterator[str], *, body: dict[str, Any], owner: st
 
 
 async def retrieve_response(*, owner: str, response_id: str) -> dict[str, Any]:
-    body = await StoredResponse.objects.filter(public_id=response_id, owner=owner).values_list("body", flat=True).afirst()
+    body = await StoredResponse.objects.kept().filter(public_id=response_id, owner=owner).values_list("body", flat=True).afirst()
     if body is None:
         raise _not_found(response_id)
     return body
 
 
 async def delete_response(*, owner: str, response_id: str) -> dict[str, Any]:
-    deleted, _ = await StoredResponse.objects.filter(public_id=response_id, owner=owner).adelete()
+    deleted, _ = await StoredResponse.objects.kept().filter(public_id=response_id, owner=owner).adelete()
     if not deleted:
         raise _not_found(response_id)
     return {"id": response_id, "object": "response.deleted", "deleted": True}
@@ -141,7 +142,7 @@ async def delete_response(*, owner: str, response_id: str) -> dict[str, Any]:
 
 async def list_input_items(*, owner: str, response_id: str, order: str = "desc", after: str | None = None, limit: int = 20) -> dict[str, Any]:
     """The items a stored response was generated from, OpenAI's list page."""
-    context = await StoredResponse.objects.filter(public_id=response_id, owner=owner).values_list("context", flat=True).afirst()
+    context = await StoredResponse.objects.kept().filter(public_id=response_id, owner=owner).values_list("context", flat=True).afirst()
     if context is None:
         raise _not_found(response_id)
     items = context if order == "asc" else context[::-1]

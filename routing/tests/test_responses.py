@@ -4,11 +4,16 @@ A Responses request runs as a chat job: the worker sees a chat request, and
 the caller gets a Response (or its stream events) back.
 """
 
+import io
 import json
 import time
+from datetime import timedelta
 
 import openai
 import pytest
+from django.conf import settings
+from django.core.management import call_command
+from django.utils import timezone
 
 from conftest import wait_for
 from routing.models import ApiKey, Job, StoredResponse
@@ -341,6 +346,45 @@ def test_store_false_keeps_nothing(start_worker, client):
     with pytest.raises(openai.NotFoundError) as raised:
         client.responses.create(model=MODEL, input="more", previous_response_id=created.id, extra_body=only(worker))
     assert raised.value.body["param"] == "previous_response_id"
+
+
+def age(response_id: str, *, days: float) -> None:
+    StoredResponse.objects.filter(public_id=response_id).update(created_at=timezone.now() - timedelta(days=days))
+
+
+def test_a_response_past_the_keep_days_is_not_found(start_worker, client, db_access):
+    worker = start_worker()
+    old = client.responses.create(model=MODEL, input="hi", extra_body=only(worker))
+    recent = client.responses.create(model=MODEL, input="hi", extra_body=only(worker))
+    age(old.id, days=settings.RESPONSES_KEEP_DAYS + 0.1)
+    age(recent.id, days=settings.RESPONSES_KEEP_DAYS - 0.1)
+    assert client.responses.retrieve(recent.id).id == recent.id
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(old.id)
+    with pytest.raises(openai.NotFoundError) as raised:
+        client.responses.create(model=MODEL, input="more", previous_response_id=old.id, extra_body=only(worker))
+    assert raised.value.body["param"] == "previous_response_id"
+    with pytest.raises(openai.NotFoundError):
+        client.responses.input_items.list(old.id)
+
+
+def test_storing_a_response_deletes_the_owners_expired_ones(start_worker, client, db_access):
+    worker = start_worker()
+    old = client.responses.create(model=MODEL, input="hi", extra_body=only(worker))
+    age(old.id, days=settings.RESPONSES_KEEP_DAYS + 1)
+    assert StoredResponse.objects.filter(public_id=old.id).exists()
+    client.responses.create(model=MODEL, input="hi", extra_body=only(worker))
+    assert not StoredResponse.objects.filter(public_id=old.id).exists()
+
+
+def test_purge_responses_deletes_every_expired_one(db):
+    kept = StoredResponse.objects.create(public_id="resp-kept", owner="a", model="m", body={"output": []})
+    StoredResponse.objects.create(public_id="resp-old", owner="b", model="m", body={"output": []})
+    age("resp-old", days=settings.RESPONSES_KEEP_DAYS + 1)
+    out = io.StringIO()
+    call_command("purge_responses", stdout=out)
+    assert "1 expired" in out.getvalue()
+    assert list(StoredResponse.objects.values_list("public_id", flat=True)) == [kept.public_id]
 
 
 def test_another_owner_gets_404(queen, start_worker, client, db_access):
