@@ -4,12 +4,16 @@ The model sees the tools the way its own chat template shows them (the
 template gets `tools`, as Hugging Face templates expect). A model without a
 template, or whose template ignores tools (the packaged Gemma GGUF has none),
 gets them in the system text of the plain transcript, with the answer format
-this module reads back: one JSON object `{"name": …, "arguments": {…}}`.
+this module reads back: one JSON object `{"name": …, "arguments": {…}}`, or,
+unless the request says `parallel_tool_calls: false`, a JSON array of them for
+several calls at once.
 
 `tool_choice` "required" or a named function constrains the answer with a
 grammar to exactly such an object, so the call always parses; "auto" lets the
-model choose, and an answer that is such an object (bare, fenced, or in
-`<tool_call>` tags as many templates teach) is taken as a call; "none" shows
+model choose, and an answer that is such an object or array (bare, fenced, or
+in `<tool_call>` tags as many templates teach, one tag per call) is taken as
+its calls; with `parallel_tool_calls: false` only the first is kept, as OpenAI
+never returns more than one then. A forced answer is one call. "none" shows
 no tools at all. As OpenAI does, a forced function ends with finish_reason
 "stop", a call the model chose (auto or required) with "tool_calls".
 """
@@ -21,8 +25,9 @@ from dataclasses import dataclass
 from typing import Any
 
 ANY_OBJECT = {"type": "object"}
-# How a call may be wrapped when the model chose it (auto).
-_WRAPPED = re.compile(r"^\s*(?:<tool_call>\s*(?P<tag>.*?)\s*(?:</tool_call>)?|```(?:json)?\s*(?P<fence>.*?)\s*(?:```)?)\s*$", re.S)
+# How calls may be wrapped when the model chose them (auto): in tags, one per call, or fenced.
+_TAGGED = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.S)
+_FENCED = re.compile(r"^```(?:json)?\s*(?P<fence>.*?)\s*(?:```)?$", re.S)
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,7 @@ class ToolPlan:
     functions: tuple[dict[str, Any], ...]  # each {"name", "description"?, "parameters"?}
     mode: str  # "auto" | "required" | "function"
     forced: str = ""  # the function's name when mode is "function"
+    parallel: bool = True  # several calls in one answer (`parallel_tool_calls`)
 
     @classmethod
     def from_request(cls, req: dict[str, Any]) -> "ToolPlan | None":
@@ -56,12 +62,13 @@ class ToolPlan:
         if not functions or choice == "none":
             return None
         names = [f.get("name") for f in functions]
+        parallel = req.get("parallel_tool_calls") is not False
         if isinstance(choice, dict):
             name = (choice.get("function") or {}).get("name")
             if name not in names:
                 raise ValueError(f"tool_choice names the function {name!r}, which tools do not declare")
-            return cls(functions, "function", name)
-        return cls(functions, "required" if choice == "required" else "auto")
+            return cls(functions, "function", name, parallel)
+        return cls(functions, "required" if choice == "required" else "auto", parallel=parallel)
 
     @property
     def template_tools(self) -> list[dict[str, Any]]:
@@ -96,19 +103,17 @@ class ToolPlan:
         elif self.mode == "required":
             lines.append("Call one of them now.")
         lines.append('To call a function, answer with only a JSON object: {"name": "<function name>", "arguments": {<the arguments>}}.')
+        if self.parallel and self.mode == "auto":
+            lines.append("To call several functions at once, answer with only a JSON array of such objects.")
         return "\n".join(lines)
 
     def parse(self, text: str) -> list[ToolCall]:
         """The calls in an answer; [] when it is plain text (possible only under auto)."""
-        body = text.strip()
-        wrapped = _WRAPPED.match(body)
-        if wrapped:
-            body = wrapped.group("tag") if wrapped.group("tag") is not None else wrapped.group("fence")
-        try:
-            value = json.loads(body)
-        except ValueError:
+        items = _items(text)
+        if items is None:
             return []
-        items = value if isinstance(value, list) else [value]
+        if not self.parallel:
+            items = items[:1]
         names = {f.get("name") for f in self.functions}
         calls = []
         for item in items:
@@ -127,6 +132,26 @@ class ToolPlan:
 
     def finish_reason(self) -> str:
         return "stop" if self.mode == "function" else "tool_calls"
+
+
+def _items(text: str) -> list[Any] | None:
+    """The JSON values an answer holds: one per `<tool_call>` tag, or the one
+    value (an array's items) bare or fenced; None when it is not JSON."""
+    body = text.strip()
+    if body.startswith("<tool_call>"):
+        tagged = _TAGGED.findall(body)
+        if "".join(_TAGGED.split(body)[::2]).strip():  # text between or around the tags
+            return None
+    else:
+        fenced = _FENCED.match(body)
+        tagged = [fenced.group("fence") if fenced else body]
+    try:
+        values = [json.loads(t) for t in tagged]
+    except ValueError:
+        return None
+    if len(values) == 1 and isinstance(values[0], list):
+        return values[0] or None
+    return values
 
 
 def new_call_id() -> str:

@@ -120,3 +120,29 @@ def test_under_auto_a_call_is_read_whole_then_streamed_as_deltas():
 def test_under_auto_text_that_only_looked_like_a_call_is_sent_as_text():
     choices = auto_stream(" {not", " json}")
     assert "".join(c["delta"].get("content") or "" for c in choices) == " {not json}"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '[{"name": "get_weather", "arguments": {"city": "Paris"}}, {"name": "get_time", "arguments": {}}]',
+        '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>\n<tool_call>\n{"name": "get_time", "arguments": {}}\n</tool_call>',
+        '```json\n[{"name": "get_weather", "arguments": {"city": "Paris"}}, {"name": "get_time", "arguments": {}}]\n```',
+    ],
+)
+def test_several_calls_in_one_answer_are_each_a_call(text):
+    calls = plan().parse(text)
+    assert [c.name for c in calls] == ["get_weather", "get_time"]
+    assert len({c.id for c in calls}) == 2
+    assert [d["index"] for d in stream_deltas(calls) if "id" in d] == [0, 1]
+
+
+def test_without_parallel_tool_calls_only_the_first_call_is_kept():
+    text = '[{"name": "get_weather", "arguments": {"city": "Paris"}}, {"name": "get_time", "arguments": {}}]'
+    assert [c.name for c in plan(parallel_tool_calls=False).parse(text)] == ["get_weather"]
+    assert "several" in plan().instructions() and "several" not in plan(parallel_tool_calls=False).instructions()
+
+
+@pytest.mark.parametrize("text", ['<tool_call>{"name": "get_time", "arguments": {}}</tool_call> and then some', "[]", '[{"name": "get_time"}, "x"]'])
+def test_tags_with_text_around_them_or_odd_arrays_are_text(text):
+    assert plan().parse(text) == []
