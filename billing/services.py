@@ -420,6 +420,6 @@ def retry_outbox_now(*, ids: list[int]) -> int:
     )
 
 
-# The request path's database calls, on the shared database threads (queenbee_site/db.py):
+# The request path's database calls, on the shared database threads (runtime/db.py):
 # no new thread and database connection per request.
 _key_facts = on_db_threads(key_facts)

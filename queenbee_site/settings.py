@@ -105,7 +105,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # IMMEDIATE transactions take the write lock up front, so two writers wait on
     # `timeout` instead of failing with "database is locked". WAL (lets readers
     # read while another process writes) belongs to the file and is switched on
-    # once per process (queenbee_site/db.py), not by every new connection.
+    # once per process (runtime/db.py), not by every new connection.
     DATABASES["default"]["OPTIONS"] = {
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,
@@ -321,7 +321,7 @@ LIVE_POOL_PREFIX = "qb-pool:" + env.str("CACHE_KEY_PREFIX", default="") + ":"
 # --- Routing timeouts ---------------------------------------------------------
 
 # Threads the hot path's database calls run on (claim, release, records):
-# queenbee_site/db.py. Keep it below DB_POOL_MAX on PostgreSQL.
+# runtime/db.py. Keep it below DB_POOL_MAX on PostgreSQL.
 DB_THREADS = env.int("DB_THREADS", default=8)
 # Waiting in line for a busy worker. Long enough to absorb a burst, short enough
 # that a client is told "no capacity" before its own HTTP timeout.

@@ -9,7 +9,7 @@ command line with the defaults Queenbee needs, so that any uvicorn option
 - `--ws-max-size` from WORKER_MAX_FRAME_BYTES (uvicorn's 16 MiB would close a
   worker sending one large image reply; bigger messages close with 1009);
 - `--no-proxy-headers`: Queenbee reads X-Forwarded-For itself, and only from
-  TRUSTED_PROXIES (queenbee_site/client_ip.py); uvicorn would trust any local
+  TRUSTED_PROXIES (runtime/client_ip.py); uvicorn would trust any local
   peer's header, and the per-address worker limits with it;
 - `--lifespan on`: at shutdown the last finished jobs are written
   (queenbee_site/lifespan.py); the process still registers itself on its first

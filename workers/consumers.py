@@ -30,7 +30,7 @@ from .signature import BadSignature, verify_connect_signature
 
 log = logging.getLogger(__name__)
 
-# A connection's hot-path writes run on the shared database threads (queenbee_site/db.py).
+# A connection's hot-path writes run on the shared database threads (runtime/db.py).
 _register = on_db_threads(services.register_connection)
 
 CLOSE_BAD_SIGNATURE = 4001

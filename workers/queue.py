@@ -103,5 +103,5 @@ def release_or_hand_off(*, connection_id: int, job_id: str) -> tuple[str, dict] 
 
 
 # For the consumer freeing its connection and a request giving back one it could
-# not use: on the shared database threads (queenbee_site/db.py).
+# not use: on the shared database threads (runtime/db.py).
 arelease_or_hand_off = on_db_threads(release_or_hand_off)
