@@ -28,7 +28,8 @@ from billing import remote
 from runtime.caching import Expiring
 
 from .errors import BillingUnavailable
-from routing.models import ApiKey, hash_key
+from api.models import ApiKey
+from api.hashing import hash_secret
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ def caller_for_token(token: str) -> Caller | None:
     """The bypass caller or a local key's caller (sync: may query the database)."""
     if _is_bypass(token):
         return BYPASS_CALLER
-    digest = hash_key(token)
+    digest = hash_secret(token)
     hit, caller = _keys.get(digest)
     return caller if hit else lookup_key(digest)
 
@@ -82,7 +83,7 @@ async def acaller_for_token(token: str) -> Caller | None:
     """`caller_for_token` for async code: a thread hop only when the key is not cached."""
     if _is_bypass(token):
         return BYPASS_CALLER
-    digest = hash_key(token)
+    digest = hash_secret(token)
     hit, caller = _keys.get(digest)
     return caller if hit else await database_sync_to_async(lookup_key)(digest)
 
@@ -103,7 +104,7 @@ def remote_caller(token: str, *, local: Caller | None) -> Caller:
     """A caller whose requests the remote backend bills (`bill_to`)."""
     if local is not None:
         return Caller(api_key_id=local.api_key_id, label=local.label, bill_to=token)
-    return Caller(api_key_id=None, label=f"remote-{hash_key(token)[:12]}", bill_to=token)
+    return Caller(api_key_id=None, label=f"remote-{hash_secret(token)[:12]}", bill_to=token)
 
 
 def vouched(token: str, result: remote.CheckResult) -> Caller:

@@ -28,7 +28,8 @@ from runtime.caching import Expiring
 from runtime.db import on_db_threads
 from api.auth import BYPASS_CALLER, Caller, billing_check
 from api.errors import InsufficientQuota, Unauthorized
-from routing.models import ApiKey, Job
+from api.models import ApiKey
+from routing.models import Job
 
 from . import limits, outbox, prices
 from .models import Account, LedgerEntry, OutboxMessage, Price

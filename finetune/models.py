@@ -105,7 +105,7 @@ class FineTuningJob(models.Model):
     # billing.services.bill_fine_tune), and with BILLING_URL the caller's token,
     # which the remote backend bills. The token is kept only until the job is
     # billed (it moves to the outbox) or never will be (failed, cancelled).
-    api_key = models.ForeignKey("routing.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    api_key = models.ForeignKey("api.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     bill_to = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)

@@ -21,7 +21,7 @@ from stats import ema
 from stats.models import Kind, SizeBin, WorkerStats
 from workers.liveness import live_connections
 from workers.models import Connection, TrustState, Worker
-from workers.services import hash_secret
+from api.hashing import hash_secret
 
 # What each trust state means for an owner, in a line (workers/models.py TrustState).
 TRUST_MEANING = {

@@ -10,7 +10,7 @@ from billing.tests.conftest import BILLING_SECRET, MODEL, tag
 from conftest import BYPASS
 from finetune.tests.conftest import BASE_MODEL, TRAINING
 from api import auth
-from routing.models import ApiKey
+from api.models import ApiKey
 
 HI = [{"role": "user", "content": "hi"}]
 UPLOAD = {"files": {"file": ("train.jsonl", TRAINING)}, "data": {"purpose": "fine-tune"}}

@@ -19,10 +19,10 @@ import pytest
 from conftest import BYPASS, wait_for
 from billing import services as billing
 from billing.models import LedgerEntry
-from routing.models import ApiKey
+from api.models import ApiKey
 from stats.models import WorkerStats
 from workers.models import TrustState, Worker
-from workers.services import hash_secret
+from api.hashing import hash_secret
 from testkit.fake_worker import Delay, default_script
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (requirements-dev.txt)")

@@ -11,7 +11,7 @@ from billing import services as billing
 from billing.models import LedgerEntry
 from stats.models import WorkerStats
 from workers.models import TrustState
-from workers.services import hash_secret
+from api.hashing import hash_secret
 
 from .helpers import connect, make_job, make_worker, measure, new_identity
 

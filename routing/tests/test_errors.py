@@ -3,7 +3,7 @@
 import openai
 import pytest
 
-from routing.models import ApiKey
+from api.models import ApiKey
 
 MODEL = "TheBloke/vicuna-7B-v1.5-GGUF:Q4_K_M"
 

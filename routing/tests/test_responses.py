@@ -11,7 +11,8 @@ import openai
 import pytest
 
 from conftest import wait_for
-from routing.models import ApiKey, Job, StoredResponse
+from api.models import ApiKey
+from routing.models import Job, StoredResponse
 from testkit.fake_worker import chat_reply, stream_chunks
 
 MODEL = "TheBloke/vicuna-7B-v1.5-GGUF:Q4_K_M"
