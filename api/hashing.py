@@ -2,7 +2,7 @@
 
 Both go through this function, and must: a worker's owner is paid into the account
 whose API key is the worker's auth key, found by comparing the two hashes
-(billing.services.worker_owner_account).
+(billing.ledger.worker_owner_account).
 """
 
 import hashlib

@@ -15,7 +15,6 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from billing import services as billing
 from api.errors import ApiError, InvalidRequest, NotFound
 from api.gpu_filter import parse_gpu_filter
 from api.model_names import model_size
@@ -24,6 +23,7 @@ from workers.protocol import version_key
 from workers.services import Need, fitting_connections
 
 from . import storage
+from .billing import bill_fine_tune
 from .models import Checkpoint, File, FineTuningJob, JobEvent, new_id
 from .training_data import BadTrainingFile, check_training_lines
 
@@ -342,7 +342,7 @@ def start_artifact(*, job_pk: int, runner: str, kind: str, storage_name: str, up
 
 def succeed(*, job_pk: int, runner: str, artifacts: list[tuple[int, str, int]]) -> bool:
     """`done`: the artifacts (file pk, storage name, bytes) are complete in storage.
-    The job is billed in the same transaction (billing.services.bill_fine_tune)."""
+    The job is billed in the same transaction (finetune/billing.py)."""
     with transaction.atomic():
         job = FineTuningJob.objects.select_for_update().filter(pk=job_pk, runner=runner, status=Status.RUNNING).first()
         if job is None:
@@ -356,7 +356,7 @@ def succeed(*, job_pk: int, runner: str, artifacts: list[tuple[int, str, int]]) 
         job.save(update_fields=["status", "fine_tuned_model", "finished_at", "runner"])
         add_event(job_pk=job.pk, message=f"New fine-tuned model created: {job.fine_tuned_model}")
         add_event(job_pk=job.pk, message="The job has successfully completed.")
-        billing.bill_fine_tune(job=job)  # in this transaction: billed if and only if it succeeded
+        bill_fine_tune(job=job)  # in this transaction: billed if and only if it succeeded
     return True
 
 

@@ -13,6 +13,7 @@ from conftest import wait_for
 from api.models import ApiKey
 from api.hashing import hash_secret
 from routing.models import Job
+from routing.records import record_and_bill
 from stats.services import Failure, punish
 from testkit.fake_worker import Delay, chat_reply, stream_chunks
 from workers.models import Worker
@@ -82,13 +83,13 @@ def test_recording_the_same_job_twice_bills_it_once(db_access, make_account):
     account, raw = make_account(credits=100)
     key = ApiKey.objects.get(key_hash=hash_secret(raw))
     fields = dict(public_id=f"chatcmpl-twice-{account.pk}", kind="chat", model=MODEL, status="succeeded", api_key=key, caller=key.prefix, prompt_tokens=10, completion_tokens=10)
-    services.record_and_bill(fields=fields)
+    record_and_bill(fields=fields)
     with pytest.raises(IntegrityError):
-        services.record_and_bill(fields=fields)
+        record_and_bill(fields=fields)
     job = Job.objects.get(public_id=fields["public_id"])
     assert [c.job_id for c in charges_of(account)] == [job.pk]
     with pytest.raises(IntegrityError):  # and the ledger itself refuses a second charge
-        services.debit(account_id=account.pk, job=job, amount=5)
+        services.debit(account_id=account.pk, job_id=job.pk, amount=5)
     assert Account.objects.get(pk=account.pk).balance == 98
 
 
