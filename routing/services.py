@@ -25,6 +25,10 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
+from api.auth import Caller
+from api.errors import ApiError, ChannelLayerDown, InvalidRequest, NoWorkerAvailable, WorkerFailed, WorkerTimedOut, error_body
+from api.gpu_filter import parse_gpu_filter
+from api.model_names import IMAGE_SIZE, ModelName, parse_model
 from billing import services as billing
 from runtime import observe
 from stats.services import Failure, JobOutcome
@@ -35,12 +39,8 @@ from workers.services import Need, NoWorkerFits, any_worker_fits
 
 from . import continuation, keepalive
 from . import features as request_features
-from api.auth import Caller
-from api.gpu_filter import parse_gpu_filter
-from api.errors import ApiError, ChannelLayerDown, InvalidRequest, NoWorkerAvailable, WorkerFailed, WorkerTimedOut
-from api.model_names import IMAGE_SIZE, ModelName, parse_model
-from .recorder import FinishedJob, recorder
 from .models import Job
+from .recorder import FinishedJob, recorder
 
 log = logging.getLogger(__name__)
 
@@ -646,7 +646,8 @@ async def _relay(first: OpenedJob | str, opening: AsyncIterator[Any], *, prefix:
     except (WorkerGone, FrameTimeout, ApiError) as exc:
         api_error = _stream_error(exc)
         status, error, failure = Job.Status.FAILED, api_error.message, failure_of(exc) if job else ""
-        yield sse({"error": {"message": api_error.message, "type": api_error.type, "param": None, "code": api_error.code}})
+        # Mid-stream, the error names no request field (`param`), whatever stopped it.
+        yield sse(error_body(api_error.message, type=api_error.type, code=api_error.code))
     finally:
         if job is None:  # the job never opened: open_job recorded its attempts
             in_background(billing.release_stream_slot(slot))
