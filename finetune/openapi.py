@@ -12,7 +12,6 @@ from api.openapi import COMMON_ERRORS, INFERENCE_ERRORS, error_response
 
 from .serializers import FileUploadSerializer, JobCreateSerializer
 
-
 BAD_REQUEST = error_response("The request is invalid; `param` names the field.")
 NOT_FOUND = error_response("No such object among the caller's own.")
 UNSUPPORTED = error_response("The body is not of a supported content type.")

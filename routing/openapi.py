@@ -15,7 +15,6 @@ from api.openapi import COMMON_ERRORS, INFERENCE_ERRORS, error_response
 
 from .serializers import ChatCompletionSerializer, CompletionSerializer, EmbeddingsSerializer, ImagesSerializer
 
-
 # --- Replies -------------------------------------------------------------------------
 
 

@@ -5,6 +5,7 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import serializers
 
 from api.openapi import COMMON_ERRORS, INFERENCE_ERRORS, error_response
+
 from .responses_serializers import InputItemsQuerySerializer, ResponseCreateSerializer
 
 

@@ -6,13 +6,13 @@ import uuid
 import openai
 import pytest
 
+from api.hashing import hash_secret
+from api.models import ApiKey
 from billing import services
 from billing.models import Account, LedgerEntry
 from billing.tests.billing_server import BillingServer
 from conftest import wait_for
 from finetune.tests.conftest import start_ft_worker  # noqa: F401 (a fixture)
-from api.models import ApiKey
-from api.hashing import hash_secret
 from routing.models import Job
 from testkit.server import QueenProcess, free_port
 from workers.models import TrustState, Worker

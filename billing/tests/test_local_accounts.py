@@ -6,12 +6,12 @@ import openai
 import pytest
 from django.db import IntegrityError
 
+from api.hashing import hash_secret
+from api.models import ApiKey
 from billing import services
 from billing.models import Account, LedgerEntry
 from billing.tests.conftest import HI, MODEL, charges_of, jobs_of, sdk, tag
 from conftest import wait_for
-from api.models import ApiKey
-from api.hashing import hash_secret
 from routing.models import Job
 from routing.records import record_and_bill
 from stats.services import Failure, punish

@@ -3,11 +3,11 @@
 import openai
 import pytest
 
+from api.hashing import hash_secret
+from api.models import ApiKey
 from billing.models import Account
 from billing.tests.conftest import MODEL, charges_of, jobs_of, sdk
 from conftest import wait_for
-from api.models import ApiKey
-from api.hashing import hash_secret
 from routing.models import Job, StoredResponse
 from testkit.fake_worker import stream_chunks
 

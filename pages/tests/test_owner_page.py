@@ -6,12 +6,12 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
+from api.hashing import hash_secret
 from billing import prices
 from billing import services as billing
 from billing.models import LedgerEntry
 from stats.models import WorkerStats
 from workers.models import TrustState
-from api.hashing import hash_secret
 
 from .helpers import connect, make_job, make_worker, measure, new_identity
 

@@ -10,8 +10,8 @@ import time
 import openai
 import pytest
 
-from conftest import wait_for
 from api.models import ApiKey
+from conftest import wait_for
 from routing.models import Job, StoredResponse
 from testkit.fake_worker import chat_reply, stream_chunks
 

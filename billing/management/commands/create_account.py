@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from billing import services
 from api.models import ApiKey
+from billing import services
 
 
 class Command(BaseCommand):
