@@ -12,7 +12,7 @@ Both backends offer the same operations:
 """
 
 import logging
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from django.conf import settings
 from django.core.signals import setting_changed
@@ -23,6 +23,9 @@ from api.errors import BillingUnavailable, InsufficientQuota, Unauthorized
 
 from . import ledger, outbox, remote
 from .models import OutboxMessage
+
+if TYPE_CHECKING:
+    from .services import KeyFacts
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +54,7 @@ class LocalLedger:
 
     voucher = None
 
-    async def admit(self, caller: auth.Caller, facts) -> None:
+    async def admit(self, caller: auth.Caller, facts: "KeyFacts") -> None:
         if facts.account_id is not None and facts.balance < settings.BILLING_MIN_BALANCE:
             raise InsufficientQuota("Your account has no credits left. Top it up to continue.")
 
@@ -88,7 +91,7 @@ class RemoteBilling:
             log.warning("billing check failed: %s", exc)
             raise BillingUnavailable("The billing service is unavailable; retry shortly.") from None
 
-    async def admit(self, caller: auth.Caller, facts) -> None:
+    async def admit(self, caller: auth.Caller, facts: "KeyFacts") -> None:
         outbox.ensure_delivery()  # this process also delivers what others left behind
         # Authentication already asked for a token we do not hold, so this is mostly
         # the answer it cached (no I/O); our own keys are asked here, as always.
