@@ -1,9 +1,10 @@
 """API-key authentication: `Authorization: Bearer <key>`, on every authenticated endpoint.
 
-A token is the bypass token, one of our API keys (an `ApiKey` row), or, with
-BILLING_URL, a token the remote billing backend vouches for through its `check`
-(cached briefly, see `billing.remote.check`). A token nobody knows is a 401 and a
-billing backend that does not answer is a 503, whatever the endpoint.
+A token is the bypass token, one of our API keys (an `ApiKey` row), or a token an
+installed `Voucher` vouches for. The voucher is the remote billing backend
+(BILLING_URL), which billing's AppConfig installs at start: api sits below billing
+and never imports it. A token nobody knows is a 401 and a voucher that does not
+answer is a 503, whatever the endpoint.
 
 Where it runs: async views inherit `api.api_view.ApiView`, which resolves the
 caller on the event loop (`resolve`) before adrf's thread-bound `initial()`; the
@@ -16,21 +17,18 @@ own APIView (DEFAULT_AUTHENTICATION_CLASSES).
 """
 
 import hmac
-import logging
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from django.conf import settings
 from rest_framework import authentication, exceptions
 
-from billing import remote
 from runtime.caching import Expiring
 
-from .errors import BillingUnavailable
-from routing.models import ApiKey, hash_key
-
-log = logging.getLogger(__name__)
+from .hashing import hash_secret
+from .models import ApiKey
 
 # A key's lookup is cached this long per process: a deactivated key stops
 # working within a minute, and the hot path skips a query per request.
@@ -46,8 +44,8 @@ class Caller:
     api_key_id: int | None
     label: str
     is_authenticated: bool = True
-    # With BILLING_URL: the caller's token, which the remote backend bills
-    # (`bill_to_token`). Never printed.
+    # With a voucher (BILLING_URL): the caller's token, which the remote backend
+    # bills (`bill_to_token`). Never printed.
     bill_to: str = field(default="", repr=False, compare=False)
 
 
@@ -73,7 +71,7 @@ def caller_for_token(token: str) -> Caller | None:
     """The bypass caller or a local key's caller (sync: may query the database)."""
     if _is_bypass(token):
         return BYPASS_CALLER
-    digest = hash_key(token)
+    digest = hash_secret(token)
     hit, caller = _keys.get(digest)
     return caller if hit else lookup_key(digest)
 
@@ -82,31 +80,50 @@ async def acaller_for_token(token: str) -> Caller | None:
     """`caller_for_token` for async code: a thread hop only when the key is not cached."""
     if _is_bypass(token):
         return BYPASS_CALLER
-    digest = hash_key(token)
+    digest = hash_secret(token)
     hit, caller = _keys.get(digest)
     return caller if hit else await database_sync_to_async(lookup_key)(digest)
 
 
-# --- Remote billing -----------------------------------------------------------------------
+# --- Tokens vouched for by the billing backend ---------------------------------------------
 
 
-async def billing_check(token: str) -> remote.CheckResult:
-    """The remote backend's cached `check` of a token; 503 when it does not answer."""
-    try:
-        return await remote.check(token)
-    except remote.BillingError as exc:
-        log.warning("billing check failed: %s", exc)
-        raise BillingUnavailable("The billing service is unavailable; retry shortly.") from None
+class Vouch(Protocol):
+    """A voucher's answer about a token: whether it pays for requests, and whose it is
+    (None: the voucher does not know the token)."""
+
+    ok: bool
+    user_id: str | None
+
+
+class Voucher(Protocol):
+    """Vouches for tokens that are not our keys, and bills every request by its token, ours too
+    (billing.backends.RemoteBilling)."""
+
+    def recent(self, token: str) -> Vouch | None:
+        """The answer this process holds for `token` while it is fresh; no I/O."""
+
+    async def check(self, token: str) -> Vouch:
+        """Ask about `token` (cached); BillingUnavailable (503) when nobody answers."""
+
+
+_voucher: Voucher | None = None
+
+
+def install_voucher(voucher: Voucher | None) -> None:
+    """Called once at start by the chosen billing backend (and again when a test changes it)."""
+    global _voucher
+    _voucher = voucher
 
 
 def remote_caller(token: str, *, local: Caller | None) -> Caller:
     """A caller whose requests the remote backend bills (`bill_to`)."""
     if local is not None:
         return Caller(api_key_id=local.api_key_id, label=local.label, bill_to=token)
-    return Caller(api_key_id=None, label=f"remote-{hash_key(token)[:12]}", bill_to=token)
+    return Caller(api_key_id=None, label=f"remote-{hash_secret(token)[:12]}", bill_to=token)
 
 
-def vouched(token: str, result: remote.CheckResult) -> Caller:
+def vouched(token: str, result: Vouch) -> Caller:
     """The caller for a token we do not hold, by the backend's `check`.
 
     Only a token the backend does not know is refused here; one it knows without
@@ -122,7 +139,7 @@ def _without_check(token: str, local: Caller | None) -> Caller | None:
     """The caller when the backend need not be asked; None when it must vouch for the token."""
     if local is BYPASS_CALLER:
         return local
-    if not settings.BILLING_URL:
+    if _voucher is None:
         if local is None:
             raise exceptions.AuthenticationFailed(BAD_KEY)
         return local
@@ -135,14 +152,14 @@ def _without_check(token: str, local: Caller | None) -> Caller | None:
 async def authenticate_token(token: str) -> Caller:
     """The caller behind a token, or AuthenticationFailed (401) / BillingUnavailable (503)."""
     local = await acaller_for_token(token)
-    return _without_check(token, local) or vouched(token, remote.recent_check(token) or await billing_check(token))
+    return _without_check(token, local) or vouched(token, _voucher.recent(token) or await _voucher.check(token))
 
 
 def authenticate_token_sync(token: str) -> Caller:
-    """`authenticate_token` from a sync view's thread; the backend is asked on the
+    """`authenticate_token` from a sync view's thread; the voucher is asked on the
     event loop (async_to_sync) only when its answer is not cached here."""
     local = caller_for_token(token)
-    return _without_check(token, local) or vouched(token, remote.recent_check(token) or async_to_sync(billing_check)(token))
+    return _without_check(token, local) or vouched(token, _voucher.recent(token) or async_to_sync(_voucher.check)(token))
 
 
 def token_from_header(header: str) -> str:

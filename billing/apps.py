@@ -6,4 +6,6 @@ class BillingConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (registers the system checks)
+        from . import backends, checks  # noqa: F401  (checks registers the system checks)
+
+        backends.choose()  # the one place that reads BILLING_URL to decide who bills

@@ -8,8 +8,8 @@ import time
 
 from django.core.cache import cache
 
-from runtime.caching import count, in_cache
 from api.errors import RateLimited
+from runtime.caching import count, in_cache
 
 # A stream counter outlives any stream (TOTAL_TIMEOUT is 10 minutes by default):
 # if a process dies holding slots, they come back when the key expires.

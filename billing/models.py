@@ -80,6 +80,17 @@ class LedgerEntry(models.Model):
         return f"{self.kind} {self.amount:+d} ({self.account})"
 
 
+def inference_jobs() -> models.Manager:
+    """routing.Job's rows, reached through the ledger's foreign key.
+
+    routing sits above billing, so billing names the Job model by string only.
+    Two things need more than billing's own rows: trust (below routing too) writes
+    a job's verification and verified usage through billing (set_verification,
+    reprice_job), and /v1/usage sums the caller's jobs.
+    """
+    return LedgerEntry._meta.get_field("job").related_model._default_manager
+
+
 class Price(models.Model):
     """Credits for one job of `kind` on a model of at least `min_size` (the largest such row wins).
 

@@ -1,9 +1,9 @@
-"""What /v1/openapi.json says about /v1/usage (see routing/openapi.py)."""
+"""What /v1/openapi.json says about /v1/usage (the conventions of api/openapi.py)."""
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 
-from routing.openapi import COMMON_ERRORS, _error
+from api.openapi import COMMON_ERRORS, error_response
 
 
 class UsageRow(serializers.Serializer):
@@ -28,5 +28,5 @@ usage = extend_schema(
     tags=["Billing"],
     summary="The calling key's own usage by UTC day and model",
     parameters=[OpenApiParameter("days", int, OpenApiParameter.QUERY, description="Days back from now, 1 to 366 (default 30).")],
-    responses={200: UsageList, 400: _error("`days` is not between 1 and 366."), **COMMON_ERRORS},
+    responses={200: UsageList, 400: error_response("`days` is not between 1 and 366."), **COMMON_ERRORS},
 )

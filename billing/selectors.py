@@ -8,10 +8,11 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from api.auth import Caller
-from routing.models import Job
 
-from .models import LedgerEntry
+from .models import LedgerEntry, inference_jobs
 
+# routing.Job.Status.SUCCEEDED: only succeeded jobs are used.
+SUCCEEDED = "succeeded"
 # /v1/usage looks back at most this far: a year of days by model is a small answer.
 MAX_USAGE_DAYS = 366
 
@@ -19,7 +20,7 @@ MAX_USAGE_DAYS = 366
 def usage_by_day_and_model(*, caller: Caller, days: int) -> list[dict[str, Any]]:
     """Succeeded jobs of this caller's key (or remote token), summed per UTC day and model."""
     since = timezone.now() - timedelta(days=days)
-    jobs = Job.objects.filter(status=Job.Status.SUCCEEDED, created_at__gte=since)
+    jobs = inference_jobs().filter(status=SUCCEEDED, created_at__gte=since)
     jobs = jobs.filter(api_key_id=caller.api_key_id) if caller.api_key_id is not None else jobs.filter(caller=caller.label)
     rows = (
         jobs.annotate(day=TruncDate("created_at"))

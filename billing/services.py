@@ -1,16 +1,18 @@
-"""Admitting requests, billing finished jobs and succeeded fine-tunes, and moving credits.
+"""Admitting requests, billing succeeded work, verification's consequences, and moving credits.
 
-Two races are settled in the database, not in Python:
-- Many requests of one account may finish at once. Each debit locks the
-  account's row (`select_for_update`; SQLite takes its write lock at BEGIN) and
-  takes at most the balance, so a balance never goes below zero (a CHECK
-  constraint says so too). What it could not cover is written as `unpaid`.
-- A job's record may be written twice (a retried write, two processes). The
-  Job's unique `public_id` and the ledger's unique (job, kind) refuse the second
-  write in the same transaction, so nobody is billed twice. A fine-tune is billed
-  in the transaction whose compare-and-set marks it succeeded, which wins once;
-  the ledger's unique (fine_tune, kind) and the outbox's one row per fine-tune
-  would refuse a second billing anyway.
+Who bills (the local ledger or the remote BILLING_URL backend) was chosen at
+start (billing/backends.py); these functions ask it, never the setting.
+
+A job's record may be written twice (a retried write, two processes). The
+Job's unique `public_id` and the ledger's unique (job, kind) refuse the second
+write in the same transaction (routing/records.py), so nobody is billed twice. A
+fine-tune is billed in the transaction whose compare-and-set marks it succeeded
+(finetune/billing.py), which wins once; the ledger's unique (fine_tune, kind)
+and the outbox's one row per fine-tune would refuse a second billing anyway.
+
+Billing sits below routing and finetune: it gets their jobs as arguments (any
+object with the fields named), points at them by id, and reaches routing's Job
+table only through its own rows' foreign keys (`models.inference_jobs`).
 """
 
 from dataclasses import dataclass
@@ -19,20 +21,19 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
-from finetune.models import File, FineTuningJob
-from queenbee_site import compiled
+from api.auth import BYPASS_CALLER, Caller
+from api.models import ApiKey
 from runtime.caching import Expiring
 from runtime.db import on_db_threads
-from api.auth import BYPASS_CALLER, Caller, billing_check
-from api.errors import InsufficientQuota, Unauthorized
-from routing.models import ApiKey, Job
 
-from . import limits, outbox, prices
-from .models import Account, LedgerEntry, OutboxMessage, Price
-
+from . import backends, limits, prices
+from .backends import Billable
+from .ledger import credit as credit  # the ledger's primitives are billing's services too
+from .ledger import debit as debit
+from .ledger import paying_account
+from .models import Account, LedgerEntry, OutboxMessage, Price, inference_jobs
 
 # Admission reads a key's account at most this often per process, so the hot path
 # mostly skips a thread hop and a query. A balance this stale can only admit a
@@ -92,21 +93,7 @@ async def admit(caller: Caller) -> None:
         return
     facts = await _facts(caller)
     await limits.count_request(key=_limit_key(caller), per_minute=facts.requests_per_minute)
-    if settings.BILLING_URL:
-        await _check_remote(caller)
-    elif facts.account_id is not None and facts.balance < settings.BILLING_MIN_BALANCE:
-        raise InsufficientQuota("Your account has no credits left. Top it up to continue.")
-
-
-async def _check_remote(caller: Caller) -> None:
-    outbox.ensure_delivery()  # this process also delivers what others left behind
-    # Authentication already asked for a token we do not hold, so this is mostly
-    # the answer it cached (no I/O); our own keys are asked here, as always.
-    result = await billing_check(caller.bill_to)
-    if not result.ok:
-        if result.user_id is None:
-            raise Unauthorized("Incorrect API key provided.")
-        raise InsufficientQuota("Insufficient funds in your account.")
+    await backends.active().admit(caller, facts)
 
 
 async def take_stream_slot(caller: Caller) -> str | None:
@@ -120,151 +107,73 @@ async def take_stream_slot(caller: Caller) -> str | None:
 release_stream_slot = limits.release_stream_slot
 
 
-# --- Billing a finished job -----------------------------------------------------------------
+# --- Billing succeeded work -----------------------------------------------------------------
 
 
-def record_and_bill(*, fields: dict[str, Any], bill_to: str = "") -> tuple[Job, bool]:
-    """Insert the Job row and bill it, atomically. Returns (job, whether an outbox message was written)."""
-    with transaction.atomic():
-        # Job has no signal receivers; its insert is written once (queenbee_site/compiled.py).
-        job = compiled.insert(Job(**fields))
-        queued = bill_job(job=job, bill_to=bill_to)
-    return job, queued
+def bill(work: Billable) -> bool:
+    """Bill succeeded work with the chosen backend (call in the transaction that records it).
+    Returns True when a `complete` for the remote backend is due (`deliver_queued`)."""
+    return backends.active().bill(work)
 
 
-def bill_job(*, job: Job, bill_to: str = "") -> bool:
+def deliver_queued() -> None:
+    """After a transaction that billed work: send what it queued for a remote backend now."""
+    backends.active().deliver_queued()
+
+
+@dataclass(frozen=True)
+class JobBill:
+    """A succeeded inference job as billing sees it. `job` is a routing.Job row (or
+    anything with its fields): billing reads it and never imports it."""
+
+    job: Any
+    bill_to: str = ""
+
+    @property
+    def link(self) -> dict[str, int]:
+        return {"job_id": self.job.pk}
+
+    @property
+    def api_key_id(self) -> int | None:
+        return self.job.api_key_id
+
+    @property
+    def charge_caller(self) -> bool:
+        return self.job.charge_caller
+
+    @property
+    def pay_worker(self) -> bool:
+        return self.job.pay_worker
+
+    @property
+    def hold(self) -> bool:
+        return bool(self.job.verification)  # charged now, the earning held until the verdict
+
+    @property
+    def owner_key_hash(self) -> str:
+        return self.job.worker.owner_key_hash if self.job.worker_id else ""
+
+    def cost(self) -> int:
+        return job_cost(self.job)
+
+    def complete_command(self) -> dict[str, Any]:
+        return complete_command(job=self.job, bill_to=self.bill_to)
+
+
+def bill_job(*, job: Any, bill_to: str = "") -> bool:
     """Charge the caller and pay the worker's owner for a succeeded job (call in its transaction).
 
-    Failed and cancelled jobs cost nothing; a proof-of-work job neither charges
-    nor pays. Returns True when a `complete` message for the remote backend was
-    written to the outbox.
+    Failed and cancelled jobs are never given here (routing/records.py); the bypass
+    token's cost nothing, and a proof-of-work job neither charges nor pays. Returns
+    True when a `complete` for the remote backend was queued and is due.
     """
-    if job.status != Job.Status.SUCCEEDED or job.caller == "bypass":
+    if job.caller == BYPASS_CALLER.label:
         return False
-    if settings.BILLING_URL:
-        if not job.charge_caller or not bill_to:
-            return False
-        # A job under verification is billed remotely only once it is not refuted.
-        state = OutboxMessage.State.HELD if job.verification else OutboxMessage.State.PENDING
-        OutboxMessage.objects.create(job=job, payload=complete_command(job=job, bill_to=bill_to), state=state, next_attempt_at=timezone.now())
-        return state == OutboxMessage.State.PENDING
-    account_id = _paying_account(job)
-    if account_id is None or not job.charge_caller:
-        return False
-    # A job being verified is charged now and its earning held until the verdict (trust/services.py).
-    _charge_and_pay_owner(job, account_id=account_id, amount=job_cost(job), pay_worker=job.pay_worker, hold=bool(job.verification))
-    return False
+    return bill(JobBill(job=job, bill_to=bill_to))
 
 
-def _paying_account(billed: Job | FineTuningJob) -> int | None:
-    """The account behind the API key that asked for it (None: the bypass token, or a key without an account)."""
-    if not billed.api_key_id:
-        return None
-    return ApiKey.objects.filter(pk=billed.api_key_id).values_list("account_id", flat=True).first()
-
-
-def _charge_and_pay_owner(billed: Job | FineTuningJob, *, account_id: int, amount: int, pay_worker: bool = True, hold: bool = False) -> None:
-    """Take up to `amount` from the caller's account and credit the worker's owner
-    their share of what was taken (or hold it: a HOLD row, the balance unchanged),
-    both ledger rows pointing at `billed`."""
-    link = {"fine_tune": billed} if isinstance(billed, FineTuningJob) else {"job": billed}
-    charged = debit(account_id=account_id, amount=amount, **link)
-    if pay_worker and charged > 0:
-        owner = worker_owner_account(job=billed)
-        earned = prices.worker_share(charged, settings.BILLING_WORKER_SHARE)
-        if owner is not None and earned > 0 and hold:
-            balance = Account.objects.filter(pk=owner).values_list("balance", flat=True).get()
-            LedgerEntry.objects.create(account_id=owner, kind=LedgerEntry.Kind.HOLD, amount=0, held=earned, balance_after=balance, **link)
-        elif owner is not None and earned > 0:
-            credit(account_id=owner, amount=earned, kind=LedgerEntry.Kind.EARNING, **link)
-
-
-# --- Verification's consequences (trust/services.py calls these in its transaction) -----------
-
-
-def set_verification(*, job_id: str, status: str) -> None:
-    Job.objects.filter(public_id=job_id).update(verification=status)
-
-
-def _net_charge(job_id: str) -> int:
-    """What the caller paid for the job, after refunds."""
-    rows = LedgerEntry.objects.filter(job__public_id=job_id, kind__in=(LedgerEntry.Kind.CHARGE, LedgerEntry.Kind.REFUND))
-    return -sum(rows.values_list("amount", flat=True))
-
-
-def settle_job(*, job_id: str) -> bool:
-    """Pay a held earning (its share of what the caller finally paid). True if paid."""
-    hold = LedgerEntry.objects.filter(job__public_id=job_id, kind=LedgerEntry.Kind.HOLD).select_related("job").first()
-    if hold is None or LedgerEntry.objects.filter(job_id=hold.job_id, kind__in=(LedgerEntry.Kind.EARNING, LedgerEntry.Kind.FORFEIT)).exists():
-        return False
-    earned = prices.worker_share(_net_charge(job_id), settings.BILLING_WORKER_SHARE)
-    if earned <= 0:
-        return False
-    credit(account_id=hold.account_id, amount=earned, kind=LedgerEntry.Kind.EARNING, job=hold.job, note="held until verified")
-    return True
-
-
-def release_holds(*, worker_id: int) -> int:
-    """Pay every held earning of a worker that is now in good standing, except refuted jobs'."""
-    job_ids = (
-        LedgerEntry.objects.filter(kind=LedgerEntry.Kind.HOLD, job__worker_id=worker_id)
-        .exclude(job__verification=Job.Verification.FAILED)
-        .values_list("job__public_id", flat=True)
-    )
-    return sum(settle_job(job_id=job_id) for job_id in list(job_ids))
-
-
-def refund_job(*, job_id: str, reason: str) -> None:
-    """Refuted work: the caller gets back what it paid, the held earning is forfeited."""
-    job = Job.objects.filter(public_id=job_id).first()
-    if job is None:
-        return
-    _drop_held_complete(job=job, reason=reason)
-    paid = _net_charge(job_id)
-    account_id = _paying_account(job)
-    if paid > 0 and account_id is not None:
-        credit(account_id=account_id, amount=paid, kind=LedgerEntry.Kind.REFUND, job=job, note=reason)
-    hold = LedgerEntry.objects.filter(job=job, kind=LedgerEntry.Kind.HOLD).first()
-    if hold is not None:
-        balance = Account.objects.filter(pk=hold.account_id).values_list("balance", flat=True).get()
-        LedgerEntry.objects.create(account_id=hold.account_id, job=job, kind=LedgerEntry.Kind.FORFEIT, amount=0, balance_after=balance, note=reason[:200])
-
-
-def send_held_complete(*, job_id: str) -> bool:
-    """A remote backend's `complete` for a job that was not refuted: send it, with the
-    usage as billed now (the verifier's count). True if one was waiting."""
-    message = OutboxMessage.objects.filter(job__public_id=job_id, state=OutboxMessage.State.HELD).select_related("job__worker").first()
-    if message is None:
-        return False
-    payload = complete_command(job=message.job, bill_to=message.payload.get("bill_to_token", ""))
-    OutboxMessage.objects.filter(pk=message.pk, state=OutboxMessage.State.HELD).update(
-        state=OutboxMessage.State.PENDING, payload=payload, next_attempt_at=timezone.now()
-    )
-    return True
-
-
-def _drop_held_complete(*, job: Job, reason: str) -> None:
-    """Refuted work is never billed remotely: its `complete` is not sent, and says why."""
-    message = OutboxMessage.objects.filter(job=job, state=OutboxMessage.State.HELD).first()
-    if message is not None:
-        OutboxMessage.objects.filter(pk=message.pk).update(
-            state=OutboxMessage.State.GAVE_UP, payload={**message.payload, "bill_to_token": ""}, last_error=f"not billed: {reason}"[:500]
-        )
-
-
-def reprice_job(*, job_id: str, prompt_tokens: int, completion_tokens: int) -> None:
-    """Bill the verifier's token counts: when they cost less than what was charged, refund the difference."""
-    job = Job.objects.filter(public_id=job_id).first()
-    if job is None or (job.prompt_tokens, job.completion_tokens) == (prompt_tokens, completion_tokens):
-        return
-    Job.objects.filter(pk=job.pk).update(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
-    job.prompt_tokens, job.completion_tokens = prompt_tokens, completion_tokens
-    paid, account_id = _net_charge(job_id), _paying_account(job)
-    if account_id is not None and job.charge_caller and paid > job_cost(job):
-        credit(account_id=account_id, amount=paid - job_cost(job), kind=LedgerEntry.Kind.REFUND, job=job, note="usage as the verifier counted it")
-
-
-def job_cost(job: Job) -> int:
+def job_cost(job: Any) -> int:
+    """Credits for a job of `job.kind` on a model of `job.model_size`, by its usage."""
     row = Price.objects.filter(kind=job.kind, min_size__lte=job.model_size).order_by("-min_size").first()
     rates = prices.Rates(
         per_request=row.per_request, per_1k_prompt_tokens=row.per_1k_prompt_tokens,
@@ -278,50 +187,19 @@ def job_cost(job: Job) -> int:
     return prices.cost(rates, prompt_tokens=job.prompt_tokens, completion_tokens=job.completion_tokens, images=job.images)
 
 
-def debit(*, account_id: int, amount: int, job: Job | None = None, fine_tune: FineTuningJob | None = None) -> int:
-    """Take up to `amount` from the account for `job` (or `fine_tune`); returns what was taken."""
-    with transaction.atomic():
-        balance = Account.objects.select_for_update().filter(pk=account_id).values_list("balance", flat=True).get()
-        charged = min(amount, balance)
-        Account.objects.filter(pk=account_id).update(balance=F("balance") - charged)
-        LedgerEntry.objects.create(
-            account_id=account_id, job=job, fine_tune=fine_tune, kind=LedgerEntry.Kind.CHARGE, amount=-charged,
-            balance_after=balance - charged, unpaid=amount - charged,
-        )
-    return charged
+def fine_tune_cost(*, model_size: float) -> int:
+    """Credits for one succeeded fine-tune of a base model this size: the `fine_tune`
+    Price row's `per_request`, else BILLING_PRICE_PER_FINE_TUNE."""
+    price = (
+        Price.objects.filter(kind=Price.Kind.FINE_TUNE, min_size__lte=model_size)
+        .order_by("-min_size")
+        .values_list("per_request", flat=True)
+        .first()
+    )
+    return settings.BILLING_PRICE_PER_FINE_TUNE if price is None else price
 
 
-def credit(
-    *, account_id: int, amount: int, kind: str, job: Job | None = None, fine_tune: FineTuningJob | None = None, note: str = ""
-) -> LedgerEntry:
-    """Add credits to an account, with its ledger row (in the caller's transaction, or its own)."""
-    with transaction.atomic():
-        balance = Account.objects.select_for_update().filter(pk=account_id).values_list("balance", flat=True).get()
-        Account.objects.filter(pk=account_id).update(balance=F("balance") + amount)
-        return LedgerEntry.objects.create(
-            account_id=account_id, job=job, fine_tune=fine_tune, kind=kind, amount=amount,
-            balance_after=balance + amount, note=note[:200],
-        )
-
-
-def top_up(*, account_id: int, amount: int, note: str = "") -> LedgerEntry:
-    return credit(account_id=account_id, amount=amount, kind=LedgerEntry.Kind.TOP_UP, note=note)
-
-
-def worker_owner_account(*, job: Job | FineTuningJob) -> int | None:
-    """The account that earns for the job's worker: the one whose API key is the
-    worker's auth key, else one of its own, made on first earning."""
-    owner_hash = job.worker.owner_key_hash if job.worker_id else ""
-    if not owner_hash:
-        return None  # a worker without an auth key has nobody to pay
-    account_id = ApiKey.objects.filter(key_hash=owner_hash).values_list("account_id", flat=True).first()
-    if account_id is not None:
-        return account_id
-    account, _ = Account.objects.get_or_create(worker_key_hash=owner_hash, defaults={"name": f"worker owner {owner_hash[:8]}"})
-    return account.pk
-
-
-def complete_command(*, job: Job, bill_to: str) -> dict[str, Any]:
+def complete_command(*, job: Any, bill_to: str) -> dict[str, Any]:
     """The original's `complete`, with what it lacked: usage, model, size, duration."""
     return {
         "command": "complete",
@@ -343,66 +221,99 @@ def complete_command(*, job: Job, bill_to: str) -> dict[str, Any]:
     }
 
 
-# --- Billing a fine-tune ---------------------------------------------------------------------
+# --- Verification's consequences (trust/services.py calls these in its transaction) -----------
 
 
-def bill_fine_tune(*, job: FineTuningJob) -> bool:
-    """Charge whoever pays for a fine-tune that just succeeded, and pay its worker's
-    owner; call in the transaction that marks it succeeded.
+def set_verification(*, job_id: str, status: str) -> None:
+    inference_jobs().filter(public_id=job_id).update(verification=status)
 
-    Failed and cancelled fine-tunes are never billed. A second billing of the same
-    fine-tune is refused by the ledger's unique (fine-tune, kind) and the outbox's
-    one row per fine-tune. Returns True when a `complete` for the remote backend
-    was written to the outbox.
-    """
-    if job.status != FineTuningJob.Status.SUCCEEDED:
+
+def _net_charge(job_id: str) -> int:
+    """What the caller paid for the job, after refunds."""
+    rows = LedgerEntry.objects.filter(job__public_id=job_id, kind__in=(LedgerEntry.Kind.CHARGE, LedgerEntry.Kind.REFUND))
+    return -sum(rows.values_list("amount", flat=True))
+
+
+def settle_job(*, job_id: str) -> bool:
+    """Pay a held earning (its share of what the caller finally paid). True if paid."""
+    hold = LedgerEntry.objects.filter(job__public_id=job_id, kind=LedgerEntry.Kind.HOLD).first()
+    if hold is None or LedgerEntry.objects.filter(job_id=hold.job_id, kind__in=(LedgerEntry.Kind.EARNING, LedgerEntry.Kind.FORFEIT)).exists():
         return False
-    if settings.BILLING_URL:
-        if not job.bill_to:
-            return False  # the bypass token, or billed already
-        OutboxMessage.objects.create(fine_tune=job, payload=fine_tune_complete_command(job=job), next_attempt_at=timezone.now())
-        job.bill_to = ""  # the outbox row holds it until delivered
-        job.save(update_fields=["bill_to"])
-        return True
-    account_id = _paying_account(job)
-    if account_id is None:
-        return False  # the bypass token, or a key without an account
-    _charge_and_pay_owner(job, account_id=account_id, amount=fine_tune_cost(job))
-    return False
+    earned = prices.worker_share(_net_charge(job_id), settings.BILLING_WORKER_SHARE)
+    if earned <= 0:
+        return False
+    credit(account_id=hold.account_id, amount=earned, kind=LedgerEntry.Kind.EARNING, job_id=hold.job_id, note="held until verified")
+    return True
 
 
-def fine_tune_cost(job: FineTuningJob) -> int:
-    """Credits for one succeeded fine-tune: the `fine_tune` Price row's `per_request`
-    for the base model's size, else BILLING_PRICE_PER_FINE_TUNE."""
-    price = (
-        Price.objects.filter(kind=Price.Kind.FINE_TUNE, min_size__lte=job.model_size)
-        .order_by("-min_size")
-        .values_list("per_request", flat=True)
-        .first()
+# routing.Job.Verification.FAILED, as trust writes it (set_verification).
+REFUTED = "failed"
+
+
+def release_holds(*, worker_id: int) -> int:
+    """Pay every held earning of a worker that is now in good standing, except refuted jobs'."""
+    job_ids = (
+        LedgerEntry.objects.filter(kind=LedgerEntry.Kind.HOLD, job__worker_id=worker_id)
+        .exclude(job__verification=REFUTED)
+        .values_list("job__public_id", flat=True)
     )
-    return settings.BILLING_PRICE_PER_FINE_TUNE if price is None else price
+    return sum(settle_job(job_id=job_id) for job_id in list(job_ids))
 
 
-def fine_tune_complete_command(*, job: FineTuningJob) -> dict[str, Any]:
-    """The `complete` of a fine-tune: what was trained, on which base model, for how long.
+def refund_job(*, job_id: str, reason: str) -> None:
+    """Refuted work: the caller gets back what it paid, the held earning is forfeited."""
+    _drop_held_complete(job_id=job_id, reason=reason)
+    charge = LedgerEntry.objects.filter(job__public_id=job_id, kind=LedgerEntry.Kind.CHARGE).first()
+    paid = _net_charge(job_id)
+    if charge is not None and paid > 0:
+        credit(account_id=charge.account_id, amount=paid, kind=LedgerEntry.Kind.REFUND, job_id=charge.job_id, note=reason)
+    hold = LedgerEntry.objects.filter(job__public_id=job_id, kind=LedgerEntry.Kind.HOLD).first()
+    if hold is not None:
+        balance = Account.objects.filter(pk=hold.account_id).values_list("balance", flat=True).get()
+        LedgerEntry.objects.create(
+            account_id=hold.account_id, job_id=hold.job_id, kind=LedgerEntry.Kind.FORFEIT, amount=0, balance_after=balance, note=reason[:200]
+        )
 
-    The worker reports no token counts; `usage` says how many examples were
-    trained for how many epochs (the original sent only `{"job": "fine_tune"}`).
-    """
-    examples = File.objects.filter(owner=job.owner, public_id=job.training_file).values_list("lines", flat=True).first()
-    seconds = (job.finished_at - job.started_at).total_seconds() if job.started_at and job.finished_at else 0.0
-    return {
-        "command": "complete",
-        "bill_to_token": job.bill_to,
-        "pay_to_lnurl": job.worker.payout_address if job.worker_id else "",
-        "job_id": job.public_id,
-        "kind": "fine_tune",
-        "model": job.model,
-        "model_size": job.model_size,
-        "usage": {"job": "fine_tune", "training_examples": examples or 0, "n_epochs": job.hyperparameters.get("n_epochs")},
-        "duration": round(seconds, 3),
-        "pay_worker": True,
-    }
+
+def send_held_complete(*, job_id: str) -> bool:
+    """A remote backend's `complete` for a job that was not refuted: send it, with the
+    usage as billed now (the verifier's count). True if one was waiting."""
+    message = OutboxMessage.objects.filter(job__public_id=job_id, state=OutboxMessage.State.HELD).select_related("job__worker").first()
+    if message is None:
+        return False
+    payload = complete_command(job=message.job, bill_to=message.payload.get("bill_to_token", ""))
+    OutboxMessage.objects.filter(pk=message.pk, state=OutboxMessage.State.HELD).update(
+        state=OutboxMessage.State.PENDING, payload=payload, next_attempt_at=timezone.now()
+    )
+    return True
+
+
+def _drop_held_complete(*, job_id: str, reason: str) -> None:
+    """Refuted work is never billed remotely: its `complete` is not sent, and says why."""
+    message = OutboxMessage.objects.filter(job__public_id=job_id, state=OutboxMessage.State.HELD).first()
+    if message is not None:
+        OutboxMessage.objects.filter(pk=message.pk).update(
+            state=OutboxMessage.State.GAVE_UP, payload={**message.payload, "bill_to_token": ""}, last_error=f"not billed: {reason}"[:500]
+        )
+
+
+def reprice_job(*, job_id: str, prompt_tokens: int, completion_tokens: int) -> None:
+    """Bill the verifier's token counts: when they cost less than what was charged, refund the difference."""
+    job = inference_jobs().filter(public_id=job_id).first()
+    if job is None or (job.prompt_tokens, job.completion_tokens) == (prompt_tokens, completion_tokens):
+        return
+    inference_jobs().filter(pk=job.pk).update(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+    job.prompt_tokens, job.completion_tokens = prompt_tokens, completion_tokens
+    paid, account_id = _net_charge(job_id), paying_account(api_key_id=job.api_key_id)
+    if account_id is not None and job.charge_caller and paid > job_cost(job):
+        credit(account_id=account_id, amount=paid - job_cost(job), kind=LedgerEntry.Kind.REFUND, job_id=job.pk, note="usage as the verifier counted it")
+
+
+# --- Accounts and the outbox (admin, manage.py) ------------------------------------------------
+
+
+def top_up(*, account_id: int, amount: int, note: str = "") -> LedgerEntry:
+    return credit(account_id=account_id, amount=amount, kind=LedgerEntry.Kind.TOP_UP, note=note)
 
 
 def create_account(*, name: str, credits: int = 0, **limits_: Any) -> Account:

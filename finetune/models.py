@@ -102,10 +102,10 @@ class FineTuningJob(models.Model):
     runner_seen_at = models.DateTimeField(null=True, blank=True)
     worker = models.ForeignKey("workers.Worker", null=True, blank=True, on_delete=models.SET_NULL, related_name="fine_tunes")
     # Who pays when the job succeeds: the caller's API key (its account, see
-    # billing.services.bill_fine_tune), and with BILLING_URL the caller's token,
+    # finetune/billing.py), and with BILLING_URL the caller's token,
     # which the remote backend bills. The token is kept only until the job is
     # billed (it moves to the outbox) or never will be (failed, cancelled).
-    api_key = models.ForeignKey("routing.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    api_key = models.ForeignKey("api.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     bill_to = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)

@@ -5,21 +5,16 @@ describe what selectors render (schemathesis checks both, routing/tests/test_ope
 """
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 
-from routing.openapi import COMMON_ERRORS, INFERENCE_ERRORS, ErrorEnvelope
+from api.openapi import COMMON_ERRORS, INFERENCE_ERRORS, error_response
 
 from .serializers import FileUploadSerializer, JobCreateSerializer
 
-
-def _error(description: str) -> OpenApiResponse:
-    return OpenApiResponse(ErrorEnvelope, description=description)
-
-
-BAD_REQUEST = _error("The request is invalid; `param` names the field.")
-NOT_FOUND = _error("No such object among the caller's own.")
-UNSUPPORTED = _error("The body is not of a supported content type.")
+BAD_REQUEST = error_response("The request is invalid; `param` names the field.")
+NOT_FOUND = error_response("No such object among the caller's own.")
+UNSUPPORTED = error_response("The body is not of a supported content type.")
 
 
 # --- Replies ------------------------------------------------------------------------------
@@ -127,7 +122,7 @@ def _page_parameters(default_limit: int, max_limit: int = 100) -> list[OpenApiPa
 
 FILE_ID = OpenApiParameter("file_id", str, OpenApiParameter.PATH)
 JOB_ID = OpenApiParameter("job_id", str, OpenApiParameter.PATH)
-LISTING_ERRORS = {400: BAD_REQUEST, 404: _error("`after` names no object of this list."), **COMMON_ERRORS}
+LISTING_ERRORS = {400: BAD_REQUEST, 404: error_response("`after` names no object of this list."), **COMMON_ERRORS}
 JOB_ERRORS = {404: NOT_FOUND, **COMMON_ERRORS}
 
 # --- One decorator per operation ----------------------------------------------------------------
@@ -144,8 +139,8 @@ list_files = extend_schema(
 upload_file = extend_schema(
     operation_id="createFile", tags=["Files"], request={"multipart/form-data": FileUploadSerializer},
     responses={
-        200: FileObject, 400: _error("Invalid form, or a training file whose first bad line is named."),
-        413: _error("The file is larger than FILES_MAX_BYTES."), 415: UNSUPPORTED, **COMMON_ERRORS,
+        200: FileObject, 400: error_response("Invalid form, or a training file whose first bad line is named."),
+        413: error_response("The file is larger than FILES_MAX_BYTES."), 415: UNSUPPORTED, **COMMON_ERRORS,
     },
 )
 retrieve_file = extend_schema(operation_id="retrieveFile", tags=["Files"], parameters=[FILE_ID], responses={200: FileObject, 404: NOT_FOUND, **COMMON_ERRORS})
@@ -165,7 +160,7 @@ list_jobs = extend_schema(
 retrieve_job = extend_schema(operation_id="retrieveFineTuningJob", tags=["Fine-tuning"], parameters=[JOB_ID], responses={200: Job, **JOB_ERRORS})
 cancel_job = extend_schema(
     operation_id="cancelFineTuningJob", tags=["Fine-tuning"], parameters=[JOB_ID], request=None,
-    responses={200: Job, 400: _error("The job already succeeded or failed."), **JOB_ERRORS},
+    responses={200: Job, 400: error_response("The job already succeeded or failed."), **JOB_ERRORS},
 )
 list_events = extend_schema(
     operation_id="listFineTuningEvents", tags=["Fine-tuning"], parameters=[JOB_ID, *_page_parameters(20)],

@@ -17,7 +17,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from billing import outbox
+from billing import services as billing
 from workers.dispatch import AllBusy, FrameTimeout, JobHandle, Timeouts, WorkerGone, claim_job
 from workers.services import NoWorkerFits
 
@@ -258,8 +258,7 @@ class JobRun:
         if not await db(services.succeed)(job_pk=self.job_pk, runner=self.runner, artifacts=self.completed):
             raise RunStopped()
         self.succeeded = True
-        if settings.BILLING_URL:
-            outbox.ensure_delivery(wake=True)  # send the `complete` written with the success
+        billing.deliver_queued()  # a remote backend's `complete`, written with the success
 
     async def discard(self) -> None:
         """Abort what a failed or cancelled run started; nothing to do after success."""

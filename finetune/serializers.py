@@ -2,8 +2,8 @@
 
 from rest_framework import serializers
 
+from api.gpu_filter import GpuFilterSerializer
 from api.model_names import InvalidModelName, parse_model
-from routing.serializers import GpuFilterSerializer
 
 UPLOAD_PURPOSES = ("fine-tune", "assistants", "batch", "vision", "user_data", "evals")
 # What the original worker's llama.cpp quantizer accepts; f16 and q16 skip quantizing.

@@ -15,14 +15,15 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from billing import services as billing
 from api.errors import ApiError, InvalidRequest, NotFound
+from api.gpu_filter import parse_gpu_filter
 from api.model_names import model_size
 from workers.models import Connection
 from workers.protocol import version_key
 from workers.services import Need, fitting_connections
 
 from . import storage
+from .billing import bill_fine_tune
 from .models import Checkpoint, File, FineTuningJob, JobEvent, new_id
 from .training_data import BadTrainingFile, check_training_lines
 
@@ -151,17 +152,16 @@ def add_event(*, job_pk: int, message: str, level: str = JobEvent.Level.INFO, ty
 def job_need(job: FineTuningJob) -> Need:
     """What a worker needs to run this job: the fine-tune capability, the original's
     version filter, and GPU memory for the base model times FINETUNE_GPU_FACTOR."""
-    gpu_filter = job.gpu_filter or {}
-    wanted = gpu_filter.get("min_version", "")
-    min_version = wanted if wanted and version_key(wanted) > version_key(MIN_WORKER_VERSION) else MIN_WORKER_VERSION
+    wanted = parse_gpu_filter(job.gpu_filter)
+    newer = wanted.min_version and version_key(wanted.min_version) > version_key(MIN_WORKER_VERSION)
     return Need(
         size=job.model_size,
-        capabilities=tuple(dict.fromkeys(("llama-fine-tune", *gpu_filter.get("capabilities", ())))),
+        capabilities=tuple(dict.fromkeys(("llama-fine-tune", *wanted.capabilities))),
         worker_kind="cli",
-        min_version=min_version,
-        pubkey=gpu_filter.get("pubkey") or gpu_filter.get("worker_id", ""),
-        slug=gpu_filter.get("slug", ""),
-        user_id=gpu_filter.get("user_id", ""),
+        min_version=wanted.min_version if newer else MIN_WORKER_VERSION,
+        pubkey=wanted.pubkey,
+        slug=wanted.slug,
+        user_id=wanted.user_id,
         gpu_factor=settings.FINETUNE_GPU_FACTOR,
     )
 
@@ -342,7 +342,7 @@ def start_artifact(*, job_pk: int, runner: str, kind: str, storage_name: str, up
 
 def succeed(*, job_pk: int, runner: str, artifacts: list[tuple[int, str, int]]) -> bool:
     """`done`: the artifacts (file pk, storage name, bytes) are complete in storage.
-    The job is billed in the same transaction (billing.services.bill_fine_tune)."""
+    The job is billed in the same transaction (finetune/billing.py)."""
     with transaction.atomic():
         job = FineTuningJob.objects.select_for_update().filter(pk=job_pk, runner=runner, status=Status.RUNNING).first()
         if job is None:
@@ -356,7 +356,7 @@ def succeed(*, job_pk: int, runner: str, artifacts: list[tuple[int, str, int]]) 
         job.save(update_fields=["status", "fine_tuned_model", "finished_at", "runner"])
         add_event(job_pk=job.pk, message=f"New fine-tuned model created: {job.fine_tuned_model}")
         add_event(job_pk=job.pk, message="The job has successfully completed.")
-        billing.bill_fine_tune(job=job)  # in this transaction: billed if and only if it succeeded
+        bill_fine_tune(job=job)  # in this transaction: billed if and only if it succeeded
     return True
 
 

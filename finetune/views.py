@@ -13,14 +13,13 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing import services as billing
 from api.api_view import ApiView
 from api.errors import json_error
+from billing import services as billing
 
 from . import openapi, selectors, services, storage
 from .scheduler import scheduler
 from .serializers import CheckpointPageSerializer, FileListSerializer, FileUploadSerializer, JobCreateSerializer, PageSerializer
-
 
 OCTETS = "application/octet-stream"
 

@@ -14,14 +14,14 @@ from django.db.models import Count, Exists, OuterRef, Q, Sum
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
-from billing.models import LedgerEntry
+from api.hashing import hash_secret
 from api.model_names import InvalidModelName, parse_model
+from billing.models import LedgerEntry
 from routing.models import Job
 from stats import ema
 from stats.models import Kind, SizeBin, WorkerStats
 from workers.liveness import live_connections
 from workers.models import Connection, TrustState, Worker
-from workers.services import hash_secret
 
 # What each trust state means for an owner, in a line (workers/models.py TrustState).
 TRUST_MEANING = {

@@ -4,7 +4,7 @@ from django.contrib.staticfiles.urls import staticfiles_urlpatterns
 from django.urls import include, path, re_path
 
 from api.errors import unknown_url
-from routing.openapi import DocsView, SchemaView
+from api.openapi import DocsView, SchemaView
 
 from . import views
 

@@ -2,9 +2,8 @@
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 
-from workers.liveness import registry
-
 from api.errors import json_error
+from workers.liveness import registry
 
 
 class DrainingMiddleware:

@@ -1,47 +1,10 @@
-"""API keys and the record of every request served."""
+"""The record of every request served, and `/v1/responses` answers kept for their owner."""
 
-import hashlib
-import secrets
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
-
-KEY_PREFIX = "qb-"
-
-
-def hash_key(raw: str) -> str:
-    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
-
-
-class ApiKey(models.Model):
-    """A caller's key. Only its SHA-256 is stored; the key is shown once, at creation."""
-
-    name = models.CharField(max_length=200)
-    prefix = models.CharField(max_length=16, help_text="First characters, to tell keys apart.")
-    key_hash = models.CharField(max_length=64, unique=True)
-    is_active = models.BooleanField(default=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    # Who pays for this key's requests. A key without an account is unmetered:
-    # its usage is recorded but never charged (keys made before billing, or for
-    # the operator's own use).
-    account = models.ForeignKey(
-        "billing.Account", null=True, blank=True, on_delete=models.PROTECT, related_name="api_keys"
-    )
-
-    class Meta:
-        verbose_name = "API key"
-
-    def __str__(self) -> str:
-        return f"{self.name} ({self.prefix}…)"
-
-    @classmethod
-    def create_key(cls, *, name: str, account_id: int | None = None) -> tuple["ApiKey", str]:
-        """Create a key; returns the row and the raw key (the only time it exists)."""
-        raw = KEY_PREFIX + secrets.token_urlsafe(32)
-        key = cls.objects.create(name=name, prefix=raw[:8], key_hash=hash_key(raw), account_id=account_id)
-        return key, raw
 
 
 class Job(models.Model):
@@ -62,7 +25,7 @@ class Job(models.Model):
     model = models.CharField(max_length=300)
     model_size = models.FloatField(default=0)
     stream = models.BooleanField(default=False)
-    api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL)
+    api_key = models.ForeignKey("api.ApiKey", null=True, blank=True, on_delete=models.SET_NULL)
     caller = models.CharField(max_length=64, blank=True, help_text="Key prefix or 'bypass'.")
     worker = models.ForeignKey(
         "workers.Worker", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"

@@ -32,12 +32,13 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from billing import outbox
-from billing.services import record_and_bill
 from runtime import observe
 from runtime.db import on_db_threads
 from stats.services import JobOutcome, Recorded, record_outcome
 from trust import verify
 from trust.services import Check, plan_job
+
+from .records import record_and_bill
 
 log = logging.getLogger(__name__)
 

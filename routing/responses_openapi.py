@@ -4,7 +4,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers
 
-from .openapi import COMMON_ERRORS, INFERENCE_ERRORS, _error
+from api.openapi import COMMON_ERRORS, INFERENCE_ERRORS, error_response
+
 from .responses_serializers import InputItemsQuerySerializer, ResponseCreateSerializer
 
 
@@ -91,18 +92,18 @@ EVENTS = OpenApiResponse(
     "then response.completed (response.incomplete at max_output_tokens, response.failed if the worker fails mid-stream).",
 )
 RESPONSE_ID = OpenApiParameter("response_id", str, OpenApiParameter.PATH, description="A Response id (`resp-…`).")
-NOT_YOURS = _error("No response with this id belongs to the caller (another key's responses are not found either).")
+NOT_YOURS = error_response("No response with this id belongs to the caller (another key's responses are not found either).")
 
 create_response = extend_schema(
     operation_id="createResponse", tags=["OpenAI"], request=ResponseCreateSerializer,
     responses={
         (200, "application/json"): ResponseObject, (200, "text/event-stream"): EVENTS,
-        404: _error("`previous_response_id` names no response of the caller."), **INFERENCE_ERRORS,
+        404: error_response("`previous_response_id` names no response of the caller."), **INFERENCE_ERRORS,
     },
 )
 retrieve_response = extend_schema(
     operation_id="getResponse", tags=["OpenAI"], parameters=[RESPONSE_ID],
-    responses={200: ResponseObject, 400: _error("`stream=true` (replaying a stream) is not supported."), 404: NOT_YOURS, **COMMON_ERRORS},
+    responses={200: ResponseObject, 400: error_response("`stream=true` (replaying a stream) is not supported."), 404: NOT_YOURS, **COMMON_ERRORS},
 )
 delete_response = extend_schema(
     operation_id="deleteResponse", tags=["OpenAI"], parameters=[RESPONSE_ID],
@@ -110,5 +111,5 @@ delete_response = extend_schema(
 )
 list_input_items = extend_schema(
     operation_id="listInputItems", tags=["OpenAI"], parameters=[RESPONSE_ID, InputItemsQuerySerializer],
-    responses={200: InputItemList, 400: _error("A query parameter is invalid; `param` names it."), 404: NOT_YOURS, **COMMON_ERRORS},
+    responses={200: InputItemList, 400: error_response("A query parameter is invalid; `param` names it."), 404: NOT_YOURS, **COMMON_ERRORS},
 )

@@ -18,11 +18,11 @@ from typing import Any
 from django import db
 from rest_framework.exceptions import ValidationError
 
+from api.auth import Caller
+from api.errors import InvalidRequest, NotFound
 from finetune import selectors as fine_tuned
 
 from . import services
-from api.auth import Caller
-from api.errors import InvalidRequest, NotFound
 from .models import StoredResponse
 from .responses import EventTranslator, chat_request, input_items, response_from_completion, sse_event
 from .serializers import ChatCompletionSerializer, validate

@@ -5,12 +5,12 @@ Each view validates, calls one service (routing/responses_services.py), renders.
 
 from rest_framework.response import Response
 
+from api.api_view import ApiView
+from api.errors import InvalidRequest
 from finetune.services import owner_of
 
 from . import responses_openapi as openapi
 from . import responses_services as services
-from api.api_view import ApiView
-from api.errors import InvalidRequest
 from .responses_serializers import InputItemsQuerySerializer, ResponseCreateSerializer
 from .serializers import validate
 from .views import event_stream

@@ -14,6 +14,7 @@ from django.core.validators import RegexValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from api.gpu_filter import GpuFilterSerializer
 from api.model_names import InvalidModelName, parse_model
 
 MAX_MESSAGES = 4096
@@ -112,17 +113,6 @@ class ModelField(serializers.CharField):
         except InvalidModelName as exc:
             raise serializers.ValidationError(str(exc)) from None
         return value
-
-
-class GpuFilterSerializer(serializers.Serializer):
-    min_version = serializers.RegexField(r"^\d+(\.\d+){0,3}$", required=False, max_length=32)
-    capabilities = serializers.ListField(
-        child=serializers.CharField(max_length=64), required=False, max_length=16
-    )
-    pubkey = serializers.CharField(required=False, max_length=200)
-    worker_id = serializers.CharField(required=False, max_length=200)
-    slug = serializers.CharField(required=False, max_length=64, allow_blank=True)
-    user_id = serializers.CharField(required=False, max_length=200)
 
 
 @extend_schema_field(

@@ -25,6 +25,10 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
+from api.auth import Caller
+from api.errors import ApiError, ChannelLayerDown, InvalidRequest, NoWorkerAvailable, WorkerFailed, WorkerTimedOut, error_body
+from api.gpu_filter import parse_gpu_filter
+from api.model_names import IMAGE_SIZE, ModelName, parse_model
 from billing import services as billing
 from runtime import observe
 from stats.services import Failure, JobOutcome
@@ -35,11 +39,8 @@ from workers.services import Need, NoWorkerFits, any_worker_fits
 
 from . import continuation, keepalive
 from . import features as request_features
-from api.auth import Caller
-from api.errors import ApiError, ChannelLayerDown, InvalidRequest, NoWorkerAvailable, WorkerFailed, WorkerTimedOut
-from api.model_names import IMAGE_SIZE, ModelName, parse_model
-from .recorder import FinishedJob, recorder
 from .models import Job
+from .recorder import FinishedJob, recorder
 
 log = logging.getLogger(__name__)
 
@@ -132,20 +133,20 @@ class OpenedJob:
 
 def build_spec(*, kind: str, openai_url: str, data: dict[str, Any], caller: Caller, capabilities: tuple[str, ...], size: float | None = None, total_default: float, stream: bool = False) -> JobSpec:
     model = parse_model(data["model"])
-    gpu_filter = dict(data.get("gpu_filter") or {})
-    capabilities = tuple(dict.fromkeys((*capabilities, *gpu_filter.get("capabilities", ()))))
+    wanted = parse_gpu_filter(data.get("gpu_filter"))
+    capabilities = tuple(dict.fromkeys((*capabilities, *wanted.capabilities)))
     need = Need(
         size=model.size if size is None else size,
         model=model.cli_name,
         capabilities=capabilities,
         worker_kind=model.worker_kind,
-        min_version=gpu_filter.get("min_version", ""),
-        pubkey=gpu_filter.get("pubkey") or gpu_filter.get("worker_id", ""),
-        slug=gpu_filter.get("slug", ""),
-        user_id=gpu_filter.get("user_id", ""),
+        min_version=wanted.min_version,
+        pubkey=wanted.pubkey,
+        slug=wanted.slug,
+        user_id=wanted.user_id,
     )
     # The original sends the filter with the injected capabilities on to the worker.
-    payload = {**data, "gpu_filter": {**gpu_filter, "capabilities": list(capabilities)}}
+    payload = {**data, "gpu_filter": {**(data.get("gpu_filter") or {}), "capabilities": list(capabilities)}}
     timeouts = Timeouts(
         first=data.get("ft_timeout") or settings.FIRST_TOKEN_TIMEOUT,
         gap=data.get("ft_timeout") or settings.GAP_TIMEOUT,
@@ -645,7 +646,8 @@ async def _relay(first: OpenedJob | str, opening: AsyncIterator[Any], *, prefix:
     except (WorkerGone, FrameTimeout, ApiError) as exc:
         api_error = _stream_error(exc)
         status, error, failure = Job.Status.FAILED, api_error.message, failure_of(exc) if job else ""
-        yield sse({"error": {"message": api_error.message, "type": api_error.type, "param": None, "code": api_error.code}})
+        # Mid-stream, the error names no request field (`param`), whatever stopped it.
+        yield sse(error_body(api_error.message, type=api_error.type, code=api_error.code))
     finally:
         if job is None:  # the job never opened: open_job recorded its attempts
             in_background(billing.release_stream_slot(slot))

@@ -5,12 +5,12 @@ from django.http import StreamingHttpResponse
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
+from api.api_view import ApiView
+from api.errors import NotFound
 from finetune import selectors as fine_tuned
 from finetune.services import owner_of
 
 from . import openapi, selectors, services
-from api.api_view import ApiView
-from api.errors import NotFound
 from .serializers import ChatCompletionSerializer, CompletionSerializer, EmbeddingsSerializer, ImagesSerializer, validate
 
 

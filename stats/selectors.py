@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from workers.liveness import live_connections
 from workers.models import Connection
-from workers.services import hash_secret
+from api.hashing import hash_secret
 
 from . import ema
 from .models import Kind, SizeBin, WorkerStats

@@ -5,10 +5,9 @@ from asgiref.sync import sync_to_async
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
-from routing import openapi
 from api.errors import InvalidRequest, Unauthorized
 
-from . import selectors
+from . import openapi, selectors
 
 
 class WorkerDetailView(APIView):

@@ -14,7 +14,7 @@ from typing import Any
 
 from django.conf import settings
 
-from billing import outbox
+from billing import services as billing
 from runtime.db import on_db_threads
 from workers.dispatch import AllBusy, FrameTimeout, LayerDown, Timeouts, WorkerGone, claim_job
 from workers.services import NoWorkerFits
@@ -68,8 +68,7 @@ async def run(*, check: services.Check, worker_id: int) -> None:
 
 def _wake_remote_billing() -> None:
     """A verdict may have released a held `complete` for the remote billing backend."""
-    if settings.BILLING_URL:
-        outbox.ensure_delivery(wake=True)
+    billing.deliver_queued()
 
 
 async def _score(*, check: services.Check, worker_id: int) -> tuple[int, dict[str, Any], float] | str:

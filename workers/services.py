@@ -6,7 +6,6 @@ database decides who won. It is released only by the consumer that holds the
 socket, after the worker's last frame of the job.
 """
 
-import hashlib
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from django.db.models import BooleanField, ExpressionWrapper, Q, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
 
+from api.hashing import hash_secret
 from queenbee_site import compiled
 
 from . import choice
@@ -40,10 +40,6 @@ class NoWorkerFits(Exception):
 
 class ProcessGone(Exception):
     """This process's registry row vanished; register the process again."""
-
-
-def hash_secret(value: str) -> str:
-    return hashlib.sha256(value.encode("utf-8")).hexdigest() if value else ""
 
 
 @dataclass(frozen=True)

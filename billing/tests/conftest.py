@@ -6,12 +6,14 @@ import uuid
 import openai
 import pytest
 
+from api.hashing import hash_secret
+from api.models import ApiKey
 from billing import services
 from billing.models import Account, LedgerEntry
 from billing.tests.billing_server import BillingServer
 from conftest import wait_for
 from finetune.tests.conftest import start_ft_worker  # noqa: F401 (a fixture)
-from routing.models import ApiKey, Job, hash_key
+from routing.models import Job
 from testkit.server import QueenProcess, free_port
 from workers.models import TrustState, Worker
 
@@ -69,7 +71,7 @@ def charges_of(account: Account) -> list[LedgerEntry]:
 
 
 def jobs_of(raw: str):
-    return Job.objects.filter(api_key__key_hash=hash_key(raw))
+    return Job.objects.filter(api_key__key_hash=hash_secret(raw))
 
 
 @pytest.fixture(scope="package")

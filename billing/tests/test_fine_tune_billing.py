@@ -8,6 +8,7 @@ from billing import services
 from billing.models import Account, LedgerEntry, OutboxMessage, Price
 from billing.tests.conftest import BILLING_SECRET, tag
 from conftest import BYPASS, wait_for
+from finetune.billing import bill_fine_tune
 from finetune.models import FineTuningJob
 from finetune.tests.conftest import BASE_MODEL, TRAINING, Api, fine_tune_script, new_key
 
@@ -61,7 +62,7 @@ def test_a_succeeded_fine_tune_charges_its_account_once_and_pays_the_worker_owne
 
     # Billing it again (a retried write, a second process) is refused by the ledger.
     with pytest.raises(IntegrityError), transaction.atomic():
-        services.bill_fine_tune(job=job)
+        bill_fine_tune(job=job)
     assert (balance(account), balance(owner)) == (700, 225)
     assert LedgerEntry.objects.filter(fine_tune=job).count() == 2
 
@@ -105,11 +106,11 @@ def test_a_key_without_an_account_and_the_bypass_token_fine_tune_for_free(fine_t
 
 def test_a_fine_tune_is_priced_by_the_largest_price_row_for_its_size_else_the_setting(django_db_setup, db_access):
     job = FineTuningJob(model_size=7.0)
-    assert services.fine_tune_cost(job) == settings.BILLING_PRICE_PER_FINE_TUNE == 500
+    assert services.fine_tune_cost(model_size=job.model_size) == settings.BILLING_PRICE_PER_FINE_TUNE == 500
     small, large = (Price.objects.create(kind=Price.Kind.FINE_TUNE, min_size=size, per_request=credits) for size, credits in ((0.25, 200), (7.0, 400)))
     try:
-        assert services.fine_tune_cost(job) == 400
-        assert services.fine_tune_cost(FineTuningJob(model_size=3.0)) == 200
+        assert services.fine_tune_cost(model_size=job.model_size) == 400
+        assert services.fine_tune_cost(model_size=3.0) == 200
     finally:
         small.delete()
         large.delete()

@@ -5,12 +5,12 @@ import asyncio
 import httpx
 from asgiref.sync import SyncToAsync
 
+from api import auth
+from api.models import ApiKey
 from billing import remote
 from billing.tests.conftest import BILLING_SECRET, MODEL, tag
 from conftest import BYPASS
 from finetune.tests.conftest import BASE_MODEL, TRAINING
-from api import auth
-from routing.models import ApiKey
 
 HI = [{"role": "user", "content": "hi"}]
 UPLOAD = {"files": {"file": ("train.jsonl", TRAINING)}, "data": {"purpose": "fine-tune"}}

@@ -3,10 +3,12 @@
 import openai
 import pytest
 
+from api.hashing import hash_secret
+from api.models import ApiKey
 from billing.models import Account
 from billing.tests.conftest import MODEL, charges_of, jobs_of, sdk
 from conftest import wait_for
-from routing.models import ApiKey, Job, StoredResponse, hash_key
+from routing.models import Job, StoredResponse
 from testkit.fake_worker import stream_chunks
 
 
@@ -40,5 +42,5 @@ def test_an_account_without_credit_gets_429_and_nothing_is_kept(queen, make_acco
     with pytest.raises(openai.RateLimitError):
         sdk(queen, raw).responses.create(model=MODEL, input="hi", extra_body=worker.extra)
     assert len(worker.jobs) == 1  # only its proof of work
-    key = ApiKey.objects.get(key_hash=hash_key(raw))
+    key = ApiKey.objects.get(key_hash=hash_secret(raw))
     assert not jobs_of(raw).exists() and not StoredResponse.objects.filter(owner=f"key:{key.pk}").exists()

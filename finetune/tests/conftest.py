@@ -141,7 +141,7 @@ class Api:
 
 
 def new_key() -> str:
-    from routing.models import ApiKey
+    from api.models import ApiKey
 
     return ApiKey.create_key(name=f"finetune-test-{uuid.uuid4().hex[:6]}")[1]
 

@@ -4,11 +4,11 @@ import os
 
 from django.utils import timezone
 
+from api.hashing import hash_secret
 from routing.models import Job
 from stats.models import Kind, SizeBin
 from stats.tests.factories import live_process, make_connection, make_worker, new_identity
 from workers.models import Connection, Worker
-from workers.services import hash_secret
 
 __all__ = ["new_identity", "live_process", "make_connection", "make_worker", "connect", "measure", "make_job"]
 

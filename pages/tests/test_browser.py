@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BYPASS, wait_for
+from api.hashing import hash_secret
+from api.models import ApiKey
 from billing import services as billing
 from billing.models import LedgerEntry
-from routing.models import ApiKey
+from conftest import BYPASS, wait_for
 from stats.models import WorkerStats
-from workers.models import TrustState, Worker
-from workers.services import hash_secret
 from testkit.fake_worker import Delay, default_script
+from workers.models import TrustState, Worker
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (requirements-dev.txt)")
 from selenium.common.exceptions import WebDriverException  # noqa: E402

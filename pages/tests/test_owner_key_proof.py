@@ -53,8 +53,8 @@ def test_a_signed_challenge_shows_that_keys_workers_with_trust_and_earnings(brow
     mine = connect(auth_key="their-secret", identity=f"{public_key(key)}:gpu0", trust_state=TrustState.SUSPECT, trust_reason="refuted")
     other = connect(auth_key="their-secret")  # the same owner, another key: not proven by this key
     owner = billing.create_account(name="key owner", credits=0)
-    billing.credit(account_id=owner.pk, amount=9, kind="earning", job=make_job(worker=mine))
-    billing.credit(account_id=owner.pk, amount=50, kind="earning", job=make_job(worker=other))
+    billing.credit(account_id=owner.pk, amount=9, kind="earning", job_id=make_job(worker=mine).pk)
+    billing.credit(account_id=owner.pk, amount=50, kind="earning", job_id=make_job(worker=other).pk)
     page = sign_in(browser, key, challenge_of(browser.get("/owner/").text))
     assert mine.short_name in page and other.short_name not in page
     assert 'data-trust="suspect"' in page and "Why: refuted" in page

@@ -6,12 +6,12 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
+from api.hashing import hash_secret
 from billing import prices
 from billing import services as billing
 from billing.models import LedgerEntry
 from stats.models import WorkerStats
 from workers.models import TrustState
-from workers.services import hash_secret
 
 from .helpers import connect, make_job, make_worker, measure, new_identity
 
@@ -99,8 +99,8 @@ def test_it_shows_jobs_failures_and_earnings_from_the_ledger(browser):
     payer = billing.create_account(name="payer", credits=0)
     owner = billing.create_account(name="owner", credits=0)
     for amount in (3, 4):
-        billing.credit(account_id=owner.pk, amount=amount, kind="earning", job=make_job(worker=mine))
-    billing.credit(account_id=payer.pk, amount=100, kind="earning", job=make_job(worker=connect()))  # not theirs
+        billing.credit(account_id=owner.pk, amount=amount, kind="earning", job_id=make_job(worker=mine).pk)
+    billing.credit(account_id=payer.pk, amount=100, kind="earning", job_id=make_job(worker=connect()).pk)  # not theirs
     make_job(worker=mine, proof_of_work=True)
     page = show(browser, "earning-key")
     assert re.search(r'data-col="jobs">7<', page) and re.search(r'data-col="failures">2<', page)
@@ -115,7 +115,7 @@ def hold(*, worker, owner_account, held: int, payer_account=None, charged: int =
     """A job whose earning is held for verification, as billing's bill_job leaves it."""
     job = make_job(worker=worker)
     if payer_account is not None:
-        billing.debit(account_id=payer_account.pk, amount=charged, job=job)
+        billing.debit(account_id=payer_account.pk, amount=charged, job_id=job.pk)
     LedgerEntry.objects.create(account=owner_account, job=job, kind=LedgerEntry.Kind.HOLD, amount=0, held=held, balance_after=0)
     return job
 
@@ -153,7 +153,7 @@ def test_a_public_identifier_shows_public_stats_and_no_trust_or_money(browser, b
     worker = connect(auth_key="uid:777", identity=new_identity("pub"), trust_state=TrustState.SUSPECT, trust_reason="secret why")
     WorkerStats.objects.create(worker=worker, inferences=5, failures=1)
     owner = billing.create_account(name="public owner", credits=0)
-    billing.credit(account_id=owner.pk, amount=9, kind="earning", job=make_job(worker=worker))
+    billing.credit(account_id=owner.pk, amount=9, kind="earning", job_id=make_job(worker=worker).pk)
     hold(worker=worker, owner_account=owner, held=3)
     identifier = {"pubkey": worker.pubkey, "identity": worker.identity, "user id": "777"}[by]
     page = show(browser, identifier)

@@ -34,7 +34,7 @@ def ops_queen(server_env):
 @pytest.fixture(scope="module")
 def served(ops_queen, django_db_blocker):
     """One worker with secrets in its connect message serves two requests (one streamed) with an API key."""
-    from routing.models import ApiKey
+    from api.models import ApiKey
 
     with django_db_blocker.unblock():
         _, api_key = ApiKey.create_key(name="ops-test")

@@ -15,8 +15,9 @@ from django.conf import settings
 from django.core.management import call_command
 from django.utils import timezone
 
+from api.models import ApiKey
 from conftest import wait_for
-from routing.models import ApiKey, Job, StoredResponse
+from routing.models import Job, StoredResponse
 from testkit.fake_worker import chat_reply, stream_chunks
 
 MODEL = "TheBloke/vicuna-7B-v1.5-GGUF:Q4_K_M"

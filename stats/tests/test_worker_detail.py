@@ -4,7 +4,7 @@ import os
 
 import httpx
 
-from routing.models import ApiKey
+from api.models import ApiKey
 from workers.models import Worker
 
 

@@ -20,9 +20,9 @@ def ask(queen, raw, lane, **kwargs):
 
 
 def owner_entries(auth_key: str, kind: str) -> list[LedgerEntry]:
-    from routing.models import hash_key
+    from api.hashing import hash_secret
 
-    return list(LedgerEntry.objects.filter(account__worker_key_hash=hash_key(auth_key), kind=kind))
+    return list(LedgerEntry.objects.filter(account__worker_key_hash=hash_secret(auth_key), kind=kind))
 
 
 def test_it_verifies_every_job_of_a_new_identity_and_pays_once_verified(queen, start_worker, verifier, make_account, lane):

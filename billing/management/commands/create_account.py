@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from api.models import ApiKey
 from billing import services
-from routing.models import ApiKey
 
 
 class Command(BaseCommand):

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from routing.models import ApiKey
+from api.models import ApiKey
 
 
 class Command(BaseCommand):
