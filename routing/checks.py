@@ -1,7 +1,7 @@
 """System checks for dangerous setting combinations."""
 
 from django.conf import settings
-from django.core.checks import Error, Warning, register
+from django.core.checks import Warning, register
 
 
 @register()
@@ -17,9 +17,3 @@ def check_channel_layer(app_configs, **kwargs):
         ]
     return []
 
-
-@register(deploy=True)
-def check_secret_key(app_configs, **kwargs):
-    if not settings.DEBUG and settings.SECRET_KEY == settings.DEV_SECRET_KEY:
-        return [Error("SECRET_KEY is the development key while DEBUG is off.", hint="Set SECRET_KEY.", id="queenbee.E001")]
-    return []
