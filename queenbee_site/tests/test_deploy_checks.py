@@ -55,6 +55,38 @@ def test_the_documented_production_settings_pass(tmp_path):
     assert "System check identified no issues" in output
 
 
+def test_with_nothing_set_it_names_the_generated_key_the_single_process_layer_and_plain_http(tmp_path):
+    code, ids, output = check_deploy({}, tmp_path)
+    assert code == 1
+    assert ids == {
+        "queenbee.W001", "queenbee.W002",
+        "security.W004", "security.W008", "security.W012", "security.W016",
+    }, output
+    assert f"generated in {tmp_path / 'secret_key'}" in output
+    # DEBUG is off unless asked: Django's security.W018 ("DEBUG set to True") is absent.
+
+
+def test_with_debug_on_it_names_debug_and_still_runs_every_other_check(tmp_path):
+    code, ids, output = check_deploy({**PRODUCTION, "DEBUG": "1", "ALLOWED_HOSTS": "*"}, tmp_path)
+    assert code == 1
+    assert ids == {"security.W018", "queenbee.W003"}, output
+
+
+def test_it_names_open_hosts_a_weak_key_and_plain_http_urls(tmp_path):
+    env = {
+        **PRODUCTION,
+        "ALLOWED_HOSTS": "*",
+        "SECRET_KEY": "django-insecure-" + "a1b2c3d4e5" * 5,
+        "PUBLIC_URL": "http://queenbee.example.com",
+        "BILLING_URL": "http://billing.example.com/api",
+        "BILLING_SECRET": "billing-secret",
+    }
+    code, ids, output = check_deploy(env, tmp_path)
+    assert code == 1
+    assert ids == {"queenbee.W003", "security.W009", "queenbee.W004", "queenbee.W202"}, output
+    assert "ALLOWED_HOSTS is '*'" in output and "PUBLIC_URL is plain http" in output
+
+
 @pytest.mark.parametrize("debug", ["0", "1"])
 def test_a_shared_database_without_a_key_is_refused_by_name(tmp_path, debug):
     env = {k: v for k, v in PRODUCTION.items() if k != "SECRET_KEY"}
