@@ -72,9 +72,9 @@ def test_with_debug_on_it_names_debug_and_still_runs_every_other_check(tmp_path)
     assert ids == {"security.W018", "queenbee.W003"}, output
 
 
-def test_it_names_open_hosts_a_weak_key_and_plain_http_urls(tmp_path):
+def test_it_names_open_hosts_a_weak_key_plain_http_urls_and_unshared_files(tmp_path):
     env = {
-        **PRODUCTION,
+        **{k: v for k, v in PRODUCTION.items() if k != "AWS_STORAGE_BUCKET_NAME"},
         "ALLOWED_HOSTS": "*",
         "SECRET_KEY": "django-insecure-" + "a1b2c3d4e5" * 5,
         "PUBLIC_URL": "http://queenbee.example.com",
@@ -83,7 +83,7 @@ def test_it_names_open_hosts_a_weak_key_and_plain_http_urls(tmp_path):
     }
     code, ids, output = check_deploy(env, tmp_path)
     assert code == 1
-    assert ids == {"queenbee.W003", "security.W009", "queenbee.W004", "queenbee.W202"}, output
+    assert ids == {"queenbee.W003", "security.W009", "queenbee.W004", "queenbee.W202", "queenbee.W101"}, output
     assert "ALLOWED_HOSTS is '*'" in output and "PUBLIC_URL is plain http" in output
 
 
