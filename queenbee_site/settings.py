@@ -111,8 +111,8 @@ USE_I18N = False
 USE_TZ = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# Static files (the admin's, the web pages', the API docs page's) are served by the
-# process itself in every mode, DEBUG or not: ServeStatic (whitenoise's fork for
+# Static files (the admin's and the API docs page's) are served by the process
+# itself in every mode, DEBUG or not: ServeStatic (whitenoise's fork for
 # ASGI; whitenoise's middleware is sync-only) straight from the apps' folders, so
 # the embedded default needs no `collectstatic`. A proxy may still serve
 # STATIC_ROOT after `collectstatic`.
