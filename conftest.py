@@ -21,7 +21,6 @@ BYPASS = "test-bypass-token"
 
 SERVER_ENV = {
     "BYPASS_TOKEN": BYPASS,
-    "DEBUG": "true",
     "QUEUE_TIMEOUT": "5",
     "FIRST_TOKEN_TIMEOUT": "10",
     "GAP_TIMEOUT": "10",

@@ -340,6 +340,9 @@ def main() -> int:
     parser.add_argument("--mid-stream", action="store_true", help="streams only; workers killed mid-answer (continuation)")
     parser.add_argument("--embedded", action="store_true", help="one process, SQLite and the in-memory layer")
     args = parser.parse_args()
+    # This process reads the shared database too (DATABASE_URL), so it needs a key
+    # like the servers it starts, which inherit this one.
+    os.environ.setdefault("SECRET_KEY", "soak-" + "x" * 50)
     if args.embedded:
         env = embedded_env()
     elif os.environ.get("DATABASE_URL", "").startswith("postgres") and os.environ.get("REDIS_URL"):
@@ -347,9 +350,7 @@ def main() -> int:
     else:
         print("soak needs DATABASE_URL (PostgreSQL) and REDIS_URL, or --embedded", file=sys.stderr)
         return 2
-    env.update({"BYPASS_TOKEN": TOKEN, "DEBUG": "false", "SECRET_KEY": "soak-" + "x" * 50, "ALLOWED_HOSTS": "*", "LOG_LEVEL": "WARNING", "QUEUE_TIMEOUT": "20"})
-    if args.embedded:
-        env["DEBUG"] = "true"  # no warning about the in-memory layer: one process is the point
+    env.update({"BYPASS_TOKEN": TOKEN, "DEBUG": "false", "ALLOWED_HOSTS": "*", "LOG_LEVEL": "WARNING", "QUEUE_TIMEOUT": "20"})
     processes = [QueenProcess(env, name=f"soak-{n}").start() for n in ("a" if args.embedded else "ab")]
     if args.mid_stream:
         return mid_stream_soak(args, processes)

@@ -18,10 +18,16 @@ def check_billing(app_configs, **kwargs):
             hint="Set BILLING_SECRET to the secret the backend expects.",
             id="queenbee.W201",
         ))
-    if settings.BILLING_URL.startswith("http://") and not settings.DEBUG:
-        problems.append(Warning(
+    return problems
+
+
+@register(deploy=True)
+def check_billing_transport(app_configs, **kwargs):
+    """`check --deploy` only, DEBUG or not: a local backend over http is normal in development."""
+    if settings.BILLING_URL.startswith("http://"):
+        return [Warning(
             "BILLING_URL is plain http: callers' tokens and the billing secret travel in clear.",
             hint="Use https, or a private network you trust.",
             id="queenbee.W202",
-        ))
-    return problems
+        )]
+    return []

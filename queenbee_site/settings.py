@@ -8,6 +8,9 @@ to channels-redis (and a Redis cache), so that many processes act as one.
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
+
+from queenbee_site import secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -17,13 +20,26 @@ if (BASE_DIR / ".env").is_file():
 
 # --- Core ---------------------------------------------------------------------
 
-DEBUG = env.bool("DEBUG", default=True)
-# The development key only exists so the embedded default runs with nothing set.
-# With DEBUG off SECRET_KEY is required (ImproperlyConfigured names it), and a
-# system check refuses the development key if it is set on purpose.
-DEV_SECRET_KEY = "django-insecure-queenbee-development-key-change-me"
-SECRET_KEY = env.str("SECRET_KEY", default=DEV_SECRET_KEY) if DEBUG else env.str("SECRET_KEY")
-ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["*"] if DEBUG else [])
+# Development is asked for (DEBUG=1): a process that says nothing is served as
+# in production (no tracebacks, no settings in error pages), whatever it runs on.
+DEBUG = env.bool("DEBUG", default=False)
+# SECRET_KEY wins when set. Processes sharing a database (DATABASE_URL) must sign
+# with one key (admin sessions, signed download URLs, file folders), so there it
+# is required. The embedded default generates a key on first run and keeps it in
+# its data folder beside db.sqlite3 and media/ (queenbee_site/secret_key.py), so
+# it runs with nothing set; `manage.py check --deploy` names it (queenbee.W002).
+SECRET_KEY_FILE = env.path("SECRET_KEY_FILE", default=BASE_DIR / "secret_key")
+SECRET_KEY = env.str("SECRET_KEY", default="")
+SECRET_KEY_GENERATED = not SECRET_KEY
+if SECRET_KEY_GENERATED and env.str("DATABASE_URL", default=""):
+    raise ImproperlyConfigured(
+        "Set SECRET_KEY: DATABASE_URL is set, and every Queenbee process sharing that database must sign with the same key."
+    )
+if SECRET_KEY_GENERATED:
+    SECRET_KEY = secret_key.read_or_create(Path(SECRET_KEY_FILE))
+# The embedded default answers on this machine only (as daphne -b 127.0.0.1 listens);
+# a served name is set here. `*` is flagged by `check --deploy` (queenbee.W003).
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[".localhost", "127.0.0.1", "[::1]"])
 
 INSTALLED_APPS = [
     "daphne",
@@ -32,6 +48,7 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    "servestatic",  # its system checks
     "django.contrib.staticfiles",
     "channels",
     "rest_framework",
@@ -51,6 +68,7 @@ MIDDLEWARE = [
     "queenbee_site.middleware.RequestLogMiddleware",
     "routing.middleware.DrainingMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "servestatic.middleware.ServeStaticMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -94,8 +112,14 @@ USE_I18N = False
 USE_TZ = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Static files (the admin's and the API docs page's) are served by the process
+# itself in every mode, DEBUG or not: ServeStatic (whitenoise's fork for
+# ASGI; whitenoise's middleware is sync-only) straight from the apps' folders, so
+# the embedded default needs no `collectstatic`. A proxy may still serve
+# STATIC_ROOT after `collectstatic`.
 STATIC_URL = "static/"
 STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")
+SERVESTATIC_USE_FINDERS = True
 
 # --- Database -----------------------------------------------------------------
 
@@ -505,9 +529,12 @@ SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
-# The admin's session and CSRF cookies travel over HTTPS only, unless DEBUG.
-SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
-CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
+# The admin's session and CSRF cookies travel over HTTPS only once the settings
+# say the site is served over HTTPS. The embedded default is plain http on
+# 127.0.0.1, where a client that keeps Secure cookies for https would never send
+# them back and could not log in; `check --deploy` names both settings until then.
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=SECURE_SSL_REDIRECT or bool(_proxy_ssl_header))
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=SECURE_SSL_REDIRECT or bool(_proxy_ssl_header))
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 # CSRF guards the admin only (API calls carry a bearer key); a failure on an API path
 # still answers in OpenAI's envelope, never an HTML page.

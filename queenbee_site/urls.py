@@ -1,6 +1,4 @@
-from django.conf import settings
 from django.contrib import admin
-from django.contrib.staticfiles.urls import staticfiles_urlpatterns
 from django.urls import include, path, re_path
 
 from api.errors import unknown_url
@@ -20,8 +18,6 @@ urlpatterns = [
     path("", include("billing.urls")),
     path("", include("pages.urls")),
 ]
-if settings.DEBUG:
-    urlpatterns += staticfiles_urlpatterns()
 # API clients get OpenAI's envelope for unknown URLs, even with DEBUG on.
 # `[\s\S]` so a path with a newline in it matches too (`.` would not).
 urlpatterns.append(re_path(r"^(v1|worker)(/[\s\S]*)?$", unknown_url, name="unknown_url"))
