@@ -19,7 +19,8 @@ once, in the transaction of its record) hold as before.
 A batch whose transaction fails as a whole is written again a few times before
 its records are given up (and named in the log). A process killed mid-write
 loses what it had not written, as it lost in-flight background writes before; a
-SIGTERM drain waits for the writers (`drained()`).
+SIGTERM drain waits for the writers (`drained()`, a stop step of the process
+runtime: routing/apps.py).
 """
 
 import asyncio

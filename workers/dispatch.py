@@ -14,6 +14,8 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 
+from runtime.process import process
+
 from . import events
 from .liveness import registry
 from .mailbox import mailbox
@@ -151,7 +153,7 @@ async def claim_job(*, need: Need, queue_timeout: float) -> JobHandle:
     Raises services.NoWorkerFits at once if no connected worker could serve it,
     AllBusy if the ones that could stayed busy past the deadline.
     """
-    reply_channel = await mailbox.ensure()
+    reply_channel = mailbox.reply_channel()
     job_id = uuid.uuid4().hex
     inbox = mailbox.open(job_id)
     started = time.monotonic()
@@ -217,7 +219,7 @@ async def _wait_for_hand_off(inbox: asyncio.Queue, seconds: float) -> Claim | No
 
 
 async def _claim(*, need: Need, job_id: str, reply_channel: str) -> Claim | None:
-    if registry.stopping:
+    if process.stopping:
         raise NoWorkerFits("This coordinator is shutting down: no worker can serve this request here.")
     try:
         return await live_pool().claim(need=need, job_id=job_id, reply_channel=reply_channel)
