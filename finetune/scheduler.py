@@ -18,6 +18,7 @@ import uuid
 from channels.db import database_sync_to_async
 from django.conf import settings
 
+from runtime.backends import backends
 from runtime.loops import Periodic
 from workers.liveness import process_name, registry
 
@@ -55,9 +56,8 @@ class Scheduler:
         for name, upload_id in await database_sync_to_async(services.recover_orphans)(realm=realm):
             await asyncio.to_thread(storage.abort_s3_upload, name=name, upload_id=upload_id)
         process_id = None
-        if settings.CHANNEL_LAYERS["default"]["BACKEND"].endswith("InMemoryChannelLayer"):
-            # Only the sockets this process holds are reachable (one process in the
-            # embedded default; tests run several on one database).
+        if backends().own_sockets_only:
+            # Only a worker connected here can be given the job.
             process_id = registry.process_id
             if process_id is None:
                 return

@@ -13,6 +13,7 @@ from typing import Any
 
 from django.conf import settings
 
+from runtime.backends import backends
 from runtime.db import on_db_threads
 from runtime.loops import Periodic
 from workers.dispatch import AllBusy, FrameTimeout, LayerDown, Timeouts, WorkerGone, claim_job
@@ -57,17 +58,14 @@ class CanaryLoop:
         return settings.TRUST_CANARY_INTERVAL
 
     async def tick(self) -> None:
-        process_id = registry.process_id if _only_own_sockets() else None
-        if _only_own_sockets() and process_id is None:
-            return
+        process_id = None
+        if backends().own_sockets_only:
+            # Only a worker connected here can be sent a canary.
+            process_id = registry.process_id
+            if process_id is None:
+                return
         for target in await _targets(process_id=process_id, limit=PER_TICK):
             await send_canary(target)
-
-
-def _only_own_sockets() -> bool:
-    # The in-memory layer reaches only the sockets this process holds (one process
-    # in the embedded default; the tests run several on one database).
-    return settings.CHANNEL_LAYERS["default"]["BACKEND"].endswith("InMemoryChannelLayer")
 
 
 async def send_canary(target: canaries.Target) -> None:
