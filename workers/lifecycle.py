@@ -88,7 +88,7 @@ async def leave_the_pool() -> None:
 
 
 async def let_jobs_finish() -> None:
-    log.warning("SIGTERM: draining %d running jobs", registry.active_jobs)
+    log.warning("stopping: letting %d running jobs finish", registry.active_jobs)
     deadline = time.monotonic() + settings.SHUTDOWN_GRACE
     while registry.active_jobs > 0 and time.monotonic() < deadline:
         await asyncio.sleep(FINISH_POLL)
