@@ -11,4 +11,4 @@ class FinetuneConfig(AppConfig):
         from . import checks  # noqa: F401  (registers the system checks)
         from .scheduler import scheduler
 
-        process.register(Task(name="finetune.scheduler", order=Stop.REFUSE, start=scheduler.start, stop=scheduler.stop))
+        process.register(Task(name="finetune.scheduler", order=Stop.LOOPS, start=scheduler.start, stop=scheduler.stop))

@@ -6,7 +6,7 @@ layer). It ticks every FINETUNE_POLL_INTERVAL and at once when a job is created
 here; each tick also takes over the jobs of runners that stopped beating.
 
 It is a task of the process runtime (finetune/apps.py): it starts when the
-process serves and stops ticking first thing in a drain. Runs under way are left
+process serves and stops ticking early in a drain. Runs under way are left
 to finish or die with the process; a runner that stops beating is taken over by
 another process's scheduler.
 """

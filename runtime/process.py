@@ -38,7 +38,8 @@ STOP_TIMEOUT = 3.0
 class Stop(enum.IntEnum):
     """The drain's phases, in the order they run. A task's `order` names its phase."""
 
-    REFUSE = 10  # take no new work: loops stop, the process's workers leave the pool
+    REFUSE = 10  # the process's workers leave the pool: no claim anywhere picks them
+    LOOPS = 15  # the loops start nothing new (a pass under way ends first)
     FINISH = 20  # let the jobs running here finish (up to SHUTDOWN_GRACE)
     DISCONNECT = 30  # send the workers away; forget the process's row
     WRITE = 40  # write what finished jobs left in memory (the job recorder)

@@ -11,4 +11,4 @@ class TrustConfig(AppConfig):
 
         from .canary_loop import loop
 
-        process.register(Task(name="trust.canaries", order=Stop.REFUSE, start=loop.start, stop=loop.stop))
+        process.register(Task(name="trust.canaries", order=Stop.LOOPS, start=loop.start, stop=loop.stop))

@@ -3,7 +3,7 @@
 What a canary is and how it is judged: trust/canaries.py. A canary only takes a
 free connection (it never waits in the line, so no caller waits behind it) and
 is claimed like any job. The loop is a task of the process runtime
-(trust/apps.py): it starts when the process serves and stops first thing in a
+(trust/apps.py): it starts when the process serves and stops early in a
 drain, when canaries are on at all.
 """
 

@@ -175,6 +175,7 @@ def test_the_apps_register_the_drain_in_its_order():
     assert [order for order, _ in stops] == sorted(order for order, _ in stops)
     assert names.index("workers.leave-pool") < names.index("workers.running-jobs") < names.index("workers.heartbeat")
     assert names.index("workers.heartbeat") < names.index("routing.recorder")
-    assert {"finetune.scheduler", "trust.canaries"} <= {name for order, name in stops if order == Stop.REFUSE}
+    assert {"finetune.scheduler", "trust.canaries"} <= {name for order, name in stops if order == Stop.LOOPS}
+    assert names.index("workers.leave-pool") < names.index("finetune.scheduler")
     starts = {task.name for task in process.ordered() if task.start is not None}
     assert {"workers.mailbox", "workers.heartbeat", "finetune.scheduler", "trust.canaries"} <= starts
