@@ -84,7 +84,7 @@ class NoWorkerAvailable(ApiError):
 
 
 class ChannelLayerDown(ApiError):
-    """The channel layer (Redis) cannot be reached."""
+    """The channel layer (Redis) cannot carry a job to its worker (workers/dispatch.py: LayerDown)."""
 
     status = 503
     type = "service_unavailable"
@@ -157,8 +157,6 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, (db.OperationalError, db.InterfaceError)):
         log.warning("database unavailable: %s", exc)
         return Response(error_body("The database is unavailable; retry shortly.", type="service_unavailable", code="database_unavailable"), status=503)
-    if isinstance(exc, ChannelLayerDown):
-        return Response(api_error_body(exc), status=exc.status)
     log.exception("unhandled error in %s", context.get("view").__class__.__name__, exc_info=exc)
     return Response(error_body("The server had an error while processing your request.", type="server_error"), status=500)
 

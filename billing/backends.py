@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from api import auth
 from api.errors import BillingUnavailable, InsufficientQuota, Unauthorized
+from runtime.process import Stop, Task
 
 from . import ledger, outbox, remote
 from .models import OutboxMessage
@@ -71,6 +72,9 @@ class LocalLedger:
     def deliver_queued(self) -> None:
         pass  # nothing is sent anywhere
 
+    def tasks(self) -> tuple[Task, ...]:
+        return ()
+
 
 class RemoteBilling:
     """The original's billing backend at BILLING_URL: `check` before work, `complete`
@@ -92,7 +96,6 @@ class RemoteBilling:
             raise BillingUnavailable("The billing service is unavailable; retry shortly.") from None
 
     async def admit(self, caller: auth.Caller, facts: "KeyFacts") -> None:
-        outbox.ensure_delivery()  # this process also delivers what others left behind
         # Authentication already asked for a token we do not hold, so this is mostly
         # the answer it cached (no I/O); our own keys are asked here, as always.
         result = await self.check(caller.bill_to)
@@ -111,6 +114,10 @@ class RemoteBilling:
 
     def deliver_queued(self) -> None:
         outbox.ensure_delivery(wake=True)
+
+    def tasks(self) -> tuple[Task, ...]:
+        """The outbox's delivery loop, run by the process runtime; its drain step sends what is due once more."""
+        return (Task(name="billing.outbox", order=Stop.FLUSH, start=outbox.delivery.start, stop=outbox.flush),)
 
 
 _active: LocalLedger | RemoteBilling = LocalLedger()

@@ -1,13 +1,13 @@
 """Delivering `complete` commands to the remote billing backend from the outbox table.
 
-Each process runs one delivery loop, started the first time it needs one (it
-writes a message, or checks a caller remotely). The loop sends due rows, then
-sleeps until woken by a new row or for BILLING_OUTBOX_POLL, which also picks up
-rows a dead process left. Rows are claimed by compare-and-set, so however many
-processes run, each row is sent by one at a time.
+Each process with a remote backend runs one delivery loop, a task of the process
+runtime (billing/apps.py). The loop sends due rows, then sleeps until woken by a
+new row or for BILLING_OUTBOX_POLL, which also picks up rows a dead process
+left. Rows are claimed by compare-and-set, so however many processes run, each
+row is sent by one at a time. Last in a drain, after the last jobs' records
+are written, it sends what is due once more (`flush`).
 """
 
-import asyncio
 import logging
 from datetime import timedelta
 
@@ -15,6 +15,8 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
+
+from runtime.loops import Periodic
 
 from . import remote
 from .models import OutboxMessage
@@ -24,33 +26,31 @@ log = logging.getLogger(__name__)
 # Rows sent per pass: one slow backend answer holds the rest, so keep it short.
 BATCH = 20
 
-_loop_task: asyncio.Task | None = None
-_wake: asyncio.Event | None = None
+async def _pass() -> None:
+    await deliver_due()
+
+
+async def _until_next() -> float:
+    try:
+        return await database_sync_to_async(seconds_to_next)()
+    except Exception:  # the database is down: look again after the poll
+        log.warning("could not read the billing outbox", exc_info=True)
+        return settings.BILLING_OUTBOX_POLL
+
+
+delivery = Periodic("billing-outbox", run=_pass, wait=_until_next)
 
 
 def ensure_delivery(*, wake: bool = False) -> None:
-    """Start this process's delivery loop if it is not running; `wake` it to send now."""
-    global _loop_task, _wake
-    if _loop_task is None or _loop_task.done():
-        _wake = asyncio.Event()
-        _loop_task = asyncio.create_task(_deliver_forever(), name="billing-outbox")
+    """`wake` this process's delivery loop to send now (the runtime starts it)."""
     if wake:
-        _wake.set()
+        delivery.wake()
 
 
-async def _deliver_forever() -> None:
-    while True:
-        try:
-            await deliver_due()
-        except Exception:
-            log.exception("billing outbox pass failed")
-        _wake.clear()
-        try:
-            await asyncio.wait_for(_wake.wait(), timeout=await database_sync_to_async(seconds_to_next)())
-        except TimeoutError:
-            pass
-        except Exception:
-            await asyncio.sleep(settings.BILLING_OUTBOX_POLL)
+async def flush() -> None:
+    """The drain's last step: stop the loop, then send what is due once more."""
+    await delivery.stop()
+    await deliver_due()
 
 
 async def deliver_due() -> int:

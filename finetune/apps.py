@@ -6,9 +6,9 @@ class FinetuneConfig(AppConfig):
     verbose_name = "Fine-tuning"
 
     def ready(self) -> None:
-        from django.core.signals import request_started
+        from runtime.process import Stop, Task, process
 
         from . import checks  # noqa: F401  (registers the system checks)
-        from .scheduler import start_on_request
+        from .scheduler import scheduler
 
-        request_started.connect(start_on_request, dispatch_uid="finetune-scheduler")
+        process.register(Task(name="finetune.scheduler", order=Stop.LOOPS, start=scheduler.start, stop=scheduler.stop))

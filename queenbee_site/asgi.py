@@ -1,4 +1,5 @@
-"""ASGI entry point: HTTP goes to Django, websockets to the worker consumer."""
+"""ASGI entry point: HTTP goes to Django, websockets to the worker consumer, and
+the process runtime starts and stops around them (runtime/asgi.py)."""
 
 import os
 
@@ -12,7 +13,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from queenbee_site import daphne_compat  # noqa: E402
 from queenbee_site.api_handler import ApiHandler, is_api_path  # noqa: E402
-from queenbee_site.lifespan import lifespan  # noqa: E402
+from runtime.asgi import serving  # noqa: E402
 from workers.routing import websocket_urlpatterns  # noqa: E402
 
 daphne_compat.install()
@@ -26,10 +27,4 @@ async def http_app(scope, receive, send):
     await app(scope, receive, send)
 
 
-application = ProtocolTypeRouter(
-    {
-        "http": http_app,
-        "websocket": URLRouter(websocket_urlpatterns),
-        "lifespan": lifespan,  # uvicorn only
-    }
-)
+application = serving(ProtocolTypeRouter({"http": http_app, "websocket": URLRouter(websocket_urlpatterns)}))

@@ -11,11 +11,11 @@ command line with the defaults Queenbee needs, so that any uvicorn option
 - `--no-proxy-headers`: Queenbee reads X-Forwarded-For itself, and only from
   TRUSTED_PROXIES (runtime/client_ip.py); uvicorn would trust any local
   peer's header, and the per-address worker limits with it;
-- `--lifespan on`: at shutdown the last finished jobs are written
-  (queenbee_site/lifespan.py); the process still registers itself on its first
-  worker or request, as under daphne;
+- `--lifespan on`: the process runtime starts at startup and, at shutdown,
+  writes the last finished jobs (runtime/asgi.py); the process still registers
+  itself in the database on its first worker, as under daphne;
 - `--timeout-graceful-shutdown` 5 s: a SIGTERM first drains running jobs for up
-  to SHUTDOWN_GRACE (workers/liveness.py), then hands over to uvicorn, which
+  to SHUTDOWN_GRACE (runtime/process.py), then hands over to uvicorn, which
   stops listening and gives requests still open (a stream relayed from another
   process's worker, a request waiting in line) this long before cancelling
   them, as daphne cuts them off when its reactor stops;

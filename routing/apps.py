@@ -7,10 +7,10 @@ class RoutingConfig(AppConfig):
 
     def ready(self) -> None:
         from runtime import db
-        from workers.liveness import registry
+        from runtime.process import Stop, Task, process
 
         from . import checks  # noqa: F401  (registers the system checks)
         from .recorder import recorder
 
         db.install()
-        registry.drain_hooks.append(recorder.drained)  # SIGTERM: write the last jobs first
+        process.register(Task(name="routing.recorder", order=Stop.WRITE, stop=recorder.drained))

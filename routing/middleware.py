@@ -3,11 +3,11 @@
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 
 from api.errors import json_error
-from workers.liveness import registry
+from runtime.process import process
 
 
 class DrainingMiddleware:
-    """Installs the SIGTERM handler on the first request; 503 once draining.
+    """503 once the process is draining (runtime/process.py).
 
     A load balancer sees the 503s (and the failing health check) and sends the
     work elsewhere, while requests already running here finish.
@@ -22,7 +22,6 @@ class DrainingMiddleware:
             markcoroutinefunction(self)
 
     async def __call__(self, request):
-        registry.install_signal_handlers()
-        if registry.stopping:
+        if process.stopping:
             return json_error(503, "This Queenbee process is shutting down; retry the request.", type="service_unavailable", code="shutting_down")
         return await self.get_response(request)

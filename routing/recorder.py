@@ -4,12 +4,12 @@ Each finished job used to cost two transactions of its own (its stats outcome,
 then its Job row with its ledger rows) and two thread hops. Now `record()` puts
 it on a per-process list and one writer task writes what has gathered in one
 call on a database thread. While it writes, the next batch gathers; an idle
-process writes a job at once (no timer, nothing waits for a batch to fill). On
-PostgreSQL several batches are written at once (`max_writers`).
+process writes a job at once (no timer, nothing waits for a batch to fill).
 
-On SQLite the whole batch is one transaction (SQLite has one writer at a time
-anyway, and a commit is what costs). On PostgreSQL each job keeps its own
-transaction: one batch would hold the rows it locks (a worker's stats, the
+Where the database serialises writers (SQLite; runtime/backends.py) one batch
+is written at a time and the whole batch is one transaction (a commit is what
+costs). Where it takes writers in parallel (PostgreSQL) several batches are
+written at once (`max_writers`) and each job keeps its own transaction: one batch would hold the rows it locks (a worker's stats, the
 cluster's bins, accounts) until its end, and batches of two processes could
 deadlock. Either way each job's stats and each job's record are their own
 savepoint or transaction, so one bad record (a duplicate `public_id`) loses
@@ -19,7 +19,8 @@ once, in the transaction of its record) hold as before.
 A batch whose transaction fails as a whole is written again a few times before
 its records are given up (and named in the log). A process killed mid-write
 loses what it had not written, as it lost in-flight background writes before; a
-SIGTERM drain waits for the writers (`drained()`).
+SIGTERM drain waits for the writers (`drained()`, a stop step of the process
+runtime: routing/apps.py).
 """
 
 import asyncio
@@ -29,10 +30,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 
 from billing import outbox
 from runtime import observe
+from runtime.backends import backends
 from runtime.db import on_db_threads
 from stats.services import JobOutcome, Recorded, record_outcome
 from trust import verify
@@ -65,7 +67,7 @@ class FinishedJob:
 def write_batch(jobs: list[FinishedJob]) -> bool:
     """Write the jobs; returns whether any `complete` went to the billing outbox."""
     queued = False
-    whole = transaction.atomic() if connection.vendor == "sqlite" else contextlib.nullcontext()
+    whole = transaction.atomic() if backends().serialised_writes else contextlib.nullcontext()
     with whole:
         for job in jobs:
             queued |= _write(job)
@@ -100,10 +102,10 @@ _write_batch = on_db_threads(write_batch)
 
 
 def max_writers() -> int:
-    """Batches written at once: one on SQLite (one writer at a time anyway); on
-    PostgreSQL, where each job is its own transaction and a round trip, several,
-    so recording keeps up with a busy process."""
-    return 1 if connection.vendor == "sqlite" else max(1, settings.DB_THREADS // 2)
+    """Batches written at once: one where the database serialises writers; else
+    (each job its own transaction and a round trip) several, so recording keeps
+    up with a busy process."""
+    return 1 if backends().serialised_writes else max(1, settings.DB_THREADS // 2)
 
 
 class Recorder:

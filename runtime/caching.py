@@ -5,9 +5,9 @@ must not fetch on every request (a key's lookup, its account's facts, the
 billing backend's `check`). Plain dict operations, so threads may share one.
 
 `in_cache` and `count`: calls of Django's cache from async code. Django's async
-cache methods hop to the one sync thread for every call; the in-process cache of
-the embedded default is memory, so it is called directly, and Redis is called
-from a pool thread, so a slow Redis holds up only the callers waiting on it.
+cache methods hop to the one sync thread for every call; a cache in this
+process's memory (runtime/backends.py: `local_cache`) is called directly, and
+Redis from a pool thread, so a slow Redis holds up only the callers waiting on it.
 """
 
 import time
@@ -15,8 +15,9 @@ from collections.abc import Hashable
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.core.cache import cache, caches
-from django.core.cache.backends.locmem import LocMemCache
+from django.core.cache import cache
+
+from .backends import backends
 
 
 class Expiring:
@@ -40,7 +41,7 @@ class Expiring:
 
 async def in_cache(fn, *args):
     """Run `fn(*args)`, a call of the cache: in place for the in-process cache, else on a pool thread."""
-    if isinstance(caches["default"], LocMemCache):
+    if backends().local_cache:
         return fn(*args)
     return await sync_to_async(fn, thread_sensitive=False)(*args)
 

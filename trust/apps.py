@@ -7,8 +7,8 @@ class TrustConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from django.core.signals import request_started
+        from runtime.process import Stop, Task, process
 
-        from .canary_loop import start_on_request
+        from .canary_loop import loop
 
-        request_started.connect(start_on_request, dispatch_uid="trust-canaries")
+        process.register(Task(name="trust.canaries", order=Stop.LOOPS, start=loop.start, stop=loop.stop))

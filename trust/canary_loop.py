@@ -2,18 +2,20 @@
 
 What a canary is and how it is judged: trust/canaries.py. A canary only takes a
 free connection (it never waits in the line, so no caller waits behind it) and
-is claimed like any job. Daphne has no lifespan events, so the first HTTP
-request starts the loop (trust/apps.py), as for the fine-tune scheduler.
+is claimed like any job. The loop is a task of the process runtime
+(trust/apps.py): it starts when the process serves and stops early in a
+drain, when canaries are on at all.
 """
 
-import asyncio
 import logging
 import time
 from typing import Any
 
 from django.conf import settings
 
+from runtime.backends import backends
 from runtime.db import on_db_threads
+from runtime.loops import Periodic
 from workers.dispatch import AllBusy, FrameTimeout, LayerDown, Timeouts, WorkerGone, claim_job
 from workers.liveness import registry
 from workers.models import TrustState
@@ -41,38 +43,29 @@ class NoAnswer(Exception):
 
 class CanaryLoop:
     def __init__(self) -> None:
-        self._task: asyncio.Task | None = None
+        self._loop = Periodic("trust-canaries", run=self.tick, wait=self._interval, first_wait=True)
 
-    def ensure(self) -> None:
-        """Start the loop on the running event loop, once (not at all when canaries are off)."""
-        if settings.TRUST_CANARY_SHARE <= 0 or settings.TRUST_CANARY_INTERVAL <= 0:
-            return
-        loop = asyncio.get_running_loop()
-        if self._task is None or self._task.done() or self._task.get_loop() is not loop:
-            self._task = loop.create_task(self._loop(), name="trust-canaries")
+    async def start(self) -> None:
+        """Start the loop (not at all when canaries are off)."""
+        if settings.TRUST_CANARY_SHARE > 0 and settings.TRUST_CANARY_INTERVAL > 0:
+            await self._loop.start()
 
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(settings.TRUST_CANARY_INTERVAL)
-            if registry.stopping:
-                continue
-            try:
-                await self.tick()
-            except Exception:  # database down: try again next tick
-                log.warning("canary tick failed", exc_info=True)
+    async def stop(self) -> None:
+        await self._loop.stop()
+
+    @staticmethod
+    async def _interval() -> float:
+        return settings.TRUST_CANARY_INTERVAL
 
     async def tick(self) -> None:
-        process_id = registry.process_id if _only_own_sockets() else None
-        if _only_own_sockets() and process_id is None:
-            return
+        process_id = None
+        if backends().own_sockets_only:
+            # Only a worker connected here can be sent a canary.
+            process_id = registry.process_id
+            if process_id is None:
+                return
         for target in await _targets(process_id=process_id, limit=PER_TICK):
             await send_canary(target)
-
-
-def _only_own_sockets() -> bool:
-    # The in-memory layer reaches only the sockets this process holds (one process
-    # in the embedded default; the tests run several on one database).
-    return settings.CHANNEL_LAYERS["default"]["BACKEND"].endswith("InMemoryChannelLayer")
 
 
 async def send_canary(target: canaries.Target) -> None:
@@ -126,10 +119,3 @@ async def ask(need: Need, request: dict[str, Any]) -> tuple[str, int]:
 
 
 loop = CanaryLoop()
-
-
-async def start_on_request(sender, scope=None, **kwargs) -> None:
-    """`request_started` receiver: the first ASGI request of a process starts its loop
-    (not a test client's request, whose event loop is thrown away)."""
-    if scope is not None:
-        loop.ensure()

@@ -12,7 +12,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import redis
+from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
+
+from runtime.process import process
 
 from . import events
 from .liveness import registry
@@ -31,6 +35,12 @@ FIRST_POLL = 0.05
 # A hand-off already under way when the waiter tried to leave arrives within
 # milliseconds; this long means its sender died.
 HAND_OFF_GRACE = 5.0
+
+
+# How the channel layer says it cannot carry a message: Redis unreachable or too
+# slow, or the worker's channel full. Anything else a send raises is a bug (a
+# message that is not JSON-safe, a malformed channel name) and is not hidden.
+LAYER_FAILURES = (ChannelFull, redis.ConnectionError, redis.TimeoutError)
 
 
 class LayerDown(Exception):
@@ -76,8 +86,9 @@ class JobHandle:
         self.first_frame_at: float | None = None
 
     async def send(self, *, openai_url: str, openai_req: dict[str, Any], ends_with_marker: bool, max_seconds: float) -> None:
-        """Send the job to the consumer; if the channel layer is down, give the
-        connection back (its consumer never hears of the job) and raise LayerDown."""
+        """Send the job to the consumer. If that fails, give the connection back
+        (its consumer never hears of the job), and raise LayerDown if the channel
+        layer is down, or the error itself (a bug) otherwise."""
         self.started_at = time.monotonic()
         try:
             await self._send_job(openai_url, openai_req, ends_with_marker, max_seconds)
@@ -85,7 +96,9 @@ class JobHandle:
             self.finished = True
             await self.abandon()
             await live_pool().release_or_hand_off(connection_id=self.claim.connection_id, job_id=self.job_id)
-            raise LayerDown(str(exc)) from exc
+            if isinstance(exc, LAYER_FAILURES):
+                raise LayerDown(str(exc)) from exc
+            raise
 
     async def _send_job(self, openai_url: str, openai_req: dict[str, Any], ends_with_marker: bool, max_seconds: float) -> None:
         await get_channel_layer().send(
@@ -151,7 +164,7 @@ async def claim_job(*, need: Need, queue_timeout: float) -> JobHandle:
     Raises services.NoWorkerFits at once if no connected worker could serve it,
     AllBusy if the ones that could stayed busy past the deadline.
     """
-    reply_channel = await mailbox.ensure()
+    reply_channel = mailbox.reply_channel()
     job_id = uuid.uuid4().hex
     inbox = mailbox.open(job_id)
     started = time.monotonic()
@@ -217,7 +230,7 @@ async def _wait_for_hand_off(inbox: asyncio.Queue, seconds: float) -> Claim | No
 
 
 async def _claim(*, need: Need, job_id: str, reply_channel: str) -> Claim | None:
-    if registry.stopping:
+    if process.stopping:
         raise NoWorkerFits("This coordinator is shutting down: no worker can serve this request here.")
     try:
         return await live_pool().claim(need=need, job_id=job_id, reply_channel=reply_channel)

@@ -12,6 +12,9 @@ A consumer replying to a request of its own process skips the channel layer:
 then cost no layer round trip (no Redis, or no copy in the in-memory layer), and
 order holds, since all of one job's replies come from the one consumer holding
 its worker's socket, by one path.
+
+The reader is a task of the process runtime (workers/apps.py): it starts when
+the process serves, before any request can dispatch a job.
 """
 
 import asyncio
@@ -31,15 +34,20 @@ class Mailbox:
         self.channel_name = ""
         self._queues: dict[str, asyncio.Queue] = {}
         self._task: asyncio.Task | None = None
-        self._lock = asyncio.Lock()
 
-    async def ensure(self) -> str:
-        """The process's reply channel, starting the reader on first use."""
+    async def start(self) -> None:
+        """Take a reply channel and start reading it (the process runtime calls this)."""
+        self.channel_name = await get_channel_layer().new_channel()
+        self._task = asyncio.get_running_loop().create_task(self._read(), name="reply-mailbox")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    def reply_channel(self) -> str:
+        """The process's reply channel; only once the reader runs."""
         if self._task is None or self._task.done():
-            async with self._lock:
-                if self._task is None or self._task.done():
-                    self.channel_name = await get_channel_layer().new_channel()
-                    self._task = asyncio.create_task(self._read())
+            raise RuntimeError("the reply mailbox is not running: the process runtime has not started")
         return self.channel_name
 
     def open(self, job_id: str) -> asyncio.Queue:

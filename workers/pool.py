@@ -35,7 +35,6 @@ from django.conf import settings
 from runtime.db import on_db_threads
 
 from . import choice, queue, services
-from .liveness import registry
 from .models import Connection
 from .services import Claim, ConnectionFacts, Need, NoWorkerFits
 
@@ -388,5 +387,4 @@ def live_pool():
             _pool = RedisPool()
         else:
             _pool = DatabasePool() if settings.REDIS_URL else MemoryPool()
-        registry.pool = _pool
     return _pool

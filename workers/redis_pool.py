@@ -29,6 +29,7 @@ import redis.asyncio as aredis
 from django.conf import settings
 
 from runtime.db import on_db_threads
+from runtime.process import process
 
 from . import choice, services
 from .liveness import registry
@@ -153,7 +154,7 @@ class RedisPool:
     async def beat(self, *, process_id: int) -> None:
         """This process's heartbeat in Redis; gone when it stops offering its workers."""
         key = f"{self.prefix}proc:{process_id}"
-        if registry.stopping:
+        if process.stopping:
             await self.client().delete(key)
             return
         existed = await self.client().set(key, 1, px=int(settings.PROCESS_GRACE * 1000), get=True)

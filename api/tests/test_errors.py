@@ -1,11 +1,13 @@
-"""OpenAI's error envelope, built in api/errors.py and nowhere else."""
+"""OpenAI's error envelope, built in api/errors.py and nowhere else. Every error leaves in it;
+one the code did not expect is a 500 whose traceback is in the log, never dressed up as an outage."""
 
+import logging
 import re
 from pathlib import Path
 
 from rest_framework import exceptions as drf
 
-from api.errors import WorkerTimedOut, error_body, exception_handler
+from api.errors import ChannelLayerDown, WorkerTimedOut, error_body, exception_handler
 
 ROOT = Path(__file__).resolve().parents[2]
 ENVELOPE_LITERAL = re.compile(r"""["']error["']\s*:\s*\{""")
@@ -43,3 +45,27 @@ def test_no_other_server_module_writes_an_envelope_of_its_own():
         if ENVELOPE_LITERAL.search(path.read_text(encoding="utf-8")):
             offenders.append(str(relative))
     assert offenders == []
+
+
+class SomeView:
+    pass
+
+
+def test_the_channel_layer_being_down_is_a_503_naming_it():
+    response = exception_handler(ChannelLayerDown("Queenbee cannot reach its workers right now."), {"view": SomeView()})
+    assert response.status_code == 503
+    assert response.data["error"]["code"] == "channel_layer_unavailable"
+    assert response.data["error"]["type"] == "service_unavailable"
+
+
+def test_a_bug_is_a_500_in_the_envelope_with_its_traceback_logged(caplog):
+    try:
+        {}["missing"]
+    except KeyError as exc:
+        bug = exc
+    with caplog.at_level(logging.ERROR, logger="api.errors"):
+        response = exception_handler(bug, {"view": SomeView()})
+    assert response.status_code == 500
+    assert response.data == {"error": {"message": "The server had an error while processing your request.", "type": "server_error", "param": None, "code": None}}
+    [record] = [r for r in caplog.records if r.name == "api.errors"]
+    assert "SomeView" in record.getMessage() and record.exc_info[0] is KeyError

@@ -10,6 +10,7 @@ import pytest
 from django.conf import settings
 
 from conftest import BYPASS, connection_count, wait_for
+from routing.models import Job
 from testkit.fake_worker import Delay, FakeWorker, stream_chunks
 from testkit.server import QueenProcess
 from workers.models import Connection, ServerProcess
@@ -102,6 +103,9 @@ def test_sigterm_lets_running_streams_finish_then_sends_workers_away(queens, db_
     worker.wait_closed()
     assert worker.close_code == 1001
     assert process.proc.wait(10) is not None
+    # The drain wrote the stream's record before the process exited.
+    assert Job.objects.filter(worker__identity=worker.identity, status="succeeded", stream=True).count() == 1
+    assert not ServerProcess.objects.filter(name="draining").exists()  # it left the registry, for good
 
 
 def test_a_worker_that_stops_answering_times_out_and_is_dropped_after_draining(queens, db_access):
