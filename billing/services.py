@@ -23,7 +23,6 @@ from django.db.models import F
 from django.utils import timezone
 
 from finetune.models import File, FineTuningJob
-from queenbee_site import compiled
 from runtime.caching import Expiring
 from runtime.db import on_db_threads
 from api.auth import BYPASS_CALLER, Caller, billing_check
@@ -126,8 +125,7 @@ release_stream_slot = limits.release_stream_slot
 def record_and_bill(*, fields: dict[str, Any], bill_to: str = "") -> tuple[Job, bool]:
     """Insert the Job row and bill it, atomically. Returns (job, whether an outbox message was written)."""
     with transaction.atomic():
-        # Job has no signal receivers; its insert is written once (queenbee_site/compiled.py).
-        job = compiled.insert(Job(**fields))
+        job = Job.objects.create(**fields)
         queued = bill_job(job=job, bill_to=bill_to)
     return job, queued
 

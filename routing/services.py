@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
@@ -30,8 +29,8 @@ from runtime import observe
 from stats.services import Failure, JobOutcome
 from trust import usage as usage_bounds
 from trust.services import Check
-from workers.dispatch import AllBusy, FrameTimeout, JobHandle, LayerDown, Timeouts, WorkerGone, claim_job
-from workers.services import Need, NoWorkerFits, any_worker_fits
+from workers.dispatch import AllBusy, FrameTimeout, JobHandle, LayerDown, Timeouts, WorkerGone, any_worker_fits, claim_job
+from workers.services import Need, NoWorkerFits
 
 from . import continuation, keepalive
 from . import features as request_features
@@ -230,8 +229,7 @@ async def _first_frame(handle: JobHandle, frames: AsyncIterator[dict[str, Any]])
         raise
 
 
-@database_sync_to_async
-def _missing_feature(spec: JobSpec) -> ApiError | None:
+async def _missing_feature(spec: JobSpec) -> ApiError | None:
     """A 400 naming the feature and field, when a feature is why no worker fits.
 
     Workers that could serve the request without its features exist, but none
@@ -242,10 +240,10 @@ def _missing_feature(spec: JobSpec) -> ApiError | None:
         return None
     needed = {feature for feature, _ in spec.features}
     base = dataclasses.replace(spec.need, capabilities=tuple(c for c in spec.need.capabilities if c not in needed))
-    if not any_worker_fits(need=base):
+    if not await any_worker_fits(need=base):
         return None
     for feature, field in spec.features:
-        if not any_worker_fits(need=dataclasses.replace(base, capabilities=(*base.capabilities, feature))):
+        if not await any_worker_fits(need=dataclasses.replace(base, capabilities=(*base.capabilities, feature))):
             return InvalidRequest(request_features.describe_missing(feature, field), param=field, code="unsupported_feature")
     feature, field = spec.features[0]  # each alone fits, not all together
     return InvalidRequest(request_features.describe_missing(feature, field), param=field, code="unsupported_feature")

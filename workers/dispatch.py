@@ -225,6 +225,15 @@ async def _claim(*, need: Need, job_id: str, reply_channel: str) -> Claim | None
         raise LayerDown(str(exc)) from exc
 
 
+async def any_worker_fits(*, need: Need) -> bool:
+    """Whether any live connection could serve `need`, free or not (routing names
+    a missing feature by it). False when the live pool cannot be reached."""
+    try:
+        return await live_pool().fits_any(need=need)
+    except PoolDown:
+        return False
+
+
 async def _enqueue(**kwargs) -> None:
     try:
         await live_pool().enqueue(**kwargs)

@@ -16,14 +16,13 @@ from django.db import transaction
 from django.utils import timezone
 
 from . import events
-from .models import Connection, ServerProcess, Waiter, Worker
+from .models import Connection, ServerProcess, Worker
 
 log = logging.getLogger(__name__)
 
 # After sending "going away", how long shutdown waits for workers to finish the
 # closing handshake before the server stops.
 CLOSE_WAIT = 3.0
-
 
 
 def grace() -> timedelta:
@@ -75,11 +74,7 @@ def stop_process(*, process_id: int, remove: bool) -> None:
 
 def sweep_dead_processes() -> int:
     """Delete processes whose heartbeat stopped, with their connections."""
-    now = timezone.now()
-    cutoff = now - grace()
-    deleted, _ = ServerProcess.objects.filter(expires_at__lt=now).delete()
-    # Waiters whose process died before they could leave the line.
-    Waiter.objects.filter(deadline__lt=cutoff).delete()
+    deleted, _ = ServerProcess.objects.filter(expires_at__lt=timezone.now()).delete()
     if deleted:
         Worker.objects.filter(ephemeral=True, connections__isnull=True).delete()
     return deleted
