@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from billing import services as billing
 from runtime import observe
+from stats.models import EMBEDDINGS, kind_for
 from stats.services import Failure, JobOutcome
 from trust import usage as usage_bounds
 from trust.services import Check
@@ -280,10 +281,6 @@ def failure_of(exc: BaseException) -> str:
 # --- Recording ----------------------------------------------------------------------
 
 
-# What stats measures each kind of job by.
-STATS_KINDS = {Job.Kind.CHAT: "text", Job.Kind.EMBEDDINGS: "embeddings", Job.Kind.IMAGES: "image"}
-
-
 def record_job(*, spec: JobSpec, handle: JobHandle, public_id: str, status: str, error: str = "", attempts: int = 1, usage: Usage | None = None, images: int = 0, failure: str = "", check: Check | None = None, continuations: int = 0, measured: Usage | None = None) -> None:
     """Log the finished job and hand its stats, record and charges to the batch writer.
 
@@ -300,7 +297,7 @@ def record_job(*, spec: JobSpec, handle: JobHandle, public_id: str, status: str,
     if status != Job.Status.CANCELLED:  # a caller leaving says nothing about the worker
         outcome = JobOutcome(
             public_id=public_id,
-            kind=STATS_KINDS[spec.kind],
+            kind=EMBEDDINGS if spec.kind == Job.Kind.EMBEDDINGS else kind_for(spec.need.capabilities),
             size=spec.need.size,
             succeeded=status == Job.Status.SUCCEEDED,
             failure=failure,

@@ -91,7 +91,7 @@ class WorkerConsumer(ResilientConsumer):
             else:
                 # Garbage from a registered worker is counted (and punished by
                 # stats), never relayed and never fatal to the connection.
-                await database_sync_to_async(services.count_frames)(connection_id=self.connection_id, bad=1)
+                await database_sync_to_async(services.count_frames)(connection_id=self.connection_id, worker_id=self.worker_id, bad=1)
 
     async def refuse(self, exc: ProtocolError) -> None:
         """Close with the reason, once: frames queued behind the close still arrive."""
@@ -132,7 +132,7 @@ class WorkerConsumer(ResilientConsumer):
                 await live_pool().set_away(connection_id=self.connection_id, away=bool(frame["busy"]))
             else:
                 # A late frame of a finished job: never delivered to a later one.
-                await database_sync_to_async(services.count_frames)(connection_id=self.connection_id, stray=1)
+                await database_sync_to_async(services.count_frames)(connection_id=self.connection_id, worker_id=self.worker_id, stray=1)
             return
         last = job.is_last(frame)
         if not job.abandoned and not mailbox.deliver(job.reply_channel, events.local_frame(job_id=job.job_id, frame=frame, last=last)):

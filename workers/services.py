@@ -10,7 +10,11 @@ import uuid
 from dataclasses import dataclass, field
 
 from django.db import IntegrityError, transaction
-from django.utils import timezone
+from django.db.models import F
+
+from stats import selectors as stats_selectors
+from stats import services as stats_services
+from stats.models import kind_for
 
 from .liveness import live_connections
 from .models import GOOD_STANDING, Connection, ServerProcess, TrustState, Worker
@@ -284,18 +288,14 @@ def fitting_connection_ids(need: Need, *, among=None) -> list[int]:
     return [pk for pk, *facts in rows.values_list("pk", *ConnectionFacts.FIELDS) if need.fits(ConnectionFacts(*facts))]
 
 
-def count_frames(*, connection_id: int, stray: int = 0, bad: int = 0) -> None:
+def count_frames(*, connection_id: int, worker_id: int, stray: int = 0, bad: int = 0) -> None:
     """Count frames dropped by the consumer. Garbage punishes the worker; a stray
     frame does not (it is usually the tail of a job its caller abandoned)."""
-    from django.db.models import F
-
-    from stats import services as stats_services
-
     Connection.objects.filter(pk=connection_id).update(
         stray_frames=F("stray_frames") + stray, bad_frames=F("bad_frames") + bad
     )
     if bad:
-        stats_services.punish_connection(connection_id=connection_id, reason=stats_services.Failure.GARBAGE)
+        stats_services.punish(worker_id=worker_id, reason=stats_services.Failure.GARBAGE)
 
 
 @dataclass(frozen=True)
@@ -305,28 +305,23 @@ class Standing:
 
     trust_state: str
     punished: bool
-    proven: bool
+    proven: bool  # ranked as proven: its proof of work done, and in good standing
     estimate: float | None  # seconds per token at the job's size (stats)
 
 
 def standings(*, worker_ids: set[int], size: float, capabilities: tuple[str, ...]) -> dict[int, Standing]:
-    """The standing of each worker, in two queries whatever their number: trust,
-    punishment and proof, then the speed estimates (stats)."""
-    from stats import selectors as stats_selectors  # stats builds on this app (its rows point at Worker)
-
+    """The standing of each worker that still exists, in three queries whatever
+    their number: its trust state here, its punishment, proof and speed from stats."""
     if not worker_ids:
         return {}
-    now = timezone.now()
-    rows = Worker.objects.filter(pk__in=worker_ids).values_list(
-        "pk", "trust_state", "stats__punished_until", "stats__proven_at"
-    )
-    speed = stats_selectors.estimates(worker_ids=worker_ids, size=size, kind=stats_selectors.kind_for(capabilities))
+    trust = dict(Worker.objects.filter(pk__in=worker_ids).values_list("pk", "trust_state"))
+    measured = stats_selectors.standings(worker_ids=trust, size=size, kind=kind_for(capabilities))
     return {
         pk: Standing(
-            trust_state=trust,
-            punished=punished_until is not None and punished_until > now,
-            proven=proven_at is not None and trust in GOOD_STANDING,
-            estimate=speed.get(pk),
+            trust_state=state,
+            punished=measured[pk].punished,
+            proven=measured[pk].proven and state in GOOD_STANDING,
+            estimate=measured[pk].estimate,
         )
-        for pk, trust, punished_until, proven_at in rows
+        for pk, state in trust.items()
     }

@@ -5,8 +5,8 @@ from asgiref.sync import sync_to_async
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
-from routing import openapi
 from api.errors import InvalidRequest, Unauthorized
+from routing import openapi
 
 from . import selectors
 
