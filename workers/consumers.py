@@ -25,7 +25,9 @@ from .liveness import registry
 from .mailbox import mailbox
 from .pool import PoolDown, live_pool
 from .resilient import ResilientConsumer
-from .protocol import ProtocolError, decode_frame, parse_connect_message
+from .protocol import (
+    CLOSE_BAD_SIGNATURE, CLOSE_RESTARTING, CLOSE_TIMEOUT, ProtocolError, decode_frame, job_frame, parse_connect_message,
+)
 from .signature import BadSignature, verify_connect_signature
 
 log = logging.getLogger(__name__)
@@ -33,10 +35,6 @@ log = logging.getLogger(__name__)
 # A connection's hot-path writes run on the shared database threads (queenbee_site/db.py).
 _register = on_db_threads(services.register_connection)
 
-CLOSE_BAD_SIGNATURE = 4001
-CLOSE_BAD_CONNECT = 4002
-CLOSE_TIMEOUT = 4008
-CLOSE_GOING_AWAY = 1001
 # A request handed this connection sends its job within milliseconds; after this
 # long it has died, and the connection goes to the next in line.
 HAND_OFF_TIMEOUT = 10.0
@@ -114,7 +112,7 @@ class WorkerConsumer(ResilientConsumer):
                 )
             except services.ProcessGone:
                 await registry.forget(self.process_id)
-                raise ProtocolError("coordinator restarting, connect again", code=1012) from None
+                raise ProtocolError("coordinator restarting, connect again", code=CLOSE_RESTARTING) from None
             await live_pool().add(
                 connection_id=self.connection_id, channel_name=self.channel_name, worker_id=self.worker_id,
                 facts=services.facts_of(info, worker_id=self.worker_id, address=self.guard.ip or ""),
@@ -191,7 +189,7 @@ class WorkerConsumer(ResilientConsumer):
         self.job.timer = asyncio.create_task(
             self._close_after(event["max_seconds"] + settings.DRAIN_TIMEOUT, "job took too long", job_id=event["job_id"])
         )
-        await self.send(text_data=json.dumps({"openai_url": event["openai_url"], "openai_req": event["openai_req"]}))
+        await self.send(text_data=job_frame(openai_url=event["openai_url"], openai_req=event["openai_req"]))
 
     async def worker_cancel(self, event: dict) -> None:
         """The caller left: keep the connection busy until the worker's last frame."""

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from . import events
 from .models import Connection, ServerProcess, Worker
+from .protocol import CLOSE_GOING_AWAY, CLOSE_RESTARTING
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +180,7 @@ class ProcessRegistry:
         await self._run_drain_hooks(deadline)
         if self.process_id is not None:
             await get_channel_layer().group_send(
-                events.process_group(self.process_id), events.close(code=1001, reason="coordinator going away")
+                events.process_group(self.process_id), events.close(code=CLOSE_GOING_AWAY, reason="coordinator going away")
             )
             # Wait for the closing handshakes (each consumer's disconnect deletes its row).
             deadline = time.monotonic() + CLOSE_WAIT
@@ -227,7 +228,7 @@ class ProcessRegistry:
             log.warning("process registration lost; closing worker sockets")
             self.process_id = await database_sync_to_async(start_process)(name=process_name())
         await get_channel_layer().group_send(
-            events.process_group(old), events.close(code=1012, reason="coordinator restarting")
+            events.process_group(old), events.close(code=CLOSE_RESTARTING, reason="coordinator restarting")
         )
 
 
