@@ -177,13 +177,14 @@ class MemoryPool:
             self._set(entry, FREE)
 
     def _set(self, entry: Live, state: str) -> None:
-        entry.state = state
+        changed, entry.state = entry.state != state, state
         if state == FREE:
             entry.job_id = entry.reply_channel = ""
             self.free[entry.connection_id] = entry
         else:
             self.free.pop(entry.connection_id, None)
-        self.mirror.mark(entry.connection_id, state)
+        if changed:  # a new connection's row says free already
+            self.mirror.mark(entry.connection_id, state)
 
     def _take(self, entry: Live, *, job_id: str, reply_channel: str, model: str) -> Claim:
         claim = Claim(entry.connection_id, entry.channel_name, entry.worker_id, entry.facts.is_web, entry.current_model == model)

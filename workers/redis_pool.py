@@ -345,7 +345,7 @@ class RedisPool:
         # First as if nobody waited (one round trip): the script answers 'line' if somebody does.
         won = await self.script("release")(keys=keys, args=[connection_id, job_id, int(time.time() * 1000), 1])
         if won != b"line":
-            if won == b"free":
+            if won == b"free" and job_id:  # a new connection's row says free already
                 self.mirror.mark(connection_id, services.Connection.State.FREE.value)
             return None
         waiters: list[tuple[str, str, Need]] = []
@@ -374,7 +374,7 @@ class RedisPool:
             args += [waiting_job, reply]
         won = await self.script("release")(keys=keys, args=args)
         if won in (None, False, b"free"):
-            if won == b"free":
+            if won == b"free" and job_id:
                 self.mirror.mark(connection_id, services.Connection.State.FREE.value)
             return None
         self.mirror.mark(connection_id, services.Connection.State.BUSY.value)
