@@ -21,13 +21,14 @@ from runtime import observe
 from runtime.db import on_db_threads
 
 from . import events, limits, services
+from .live import live_pool
 from .liveness import registry
 from .mailbox import mailbox
-from .pool import PoolDown, live_pool
-from .resilient import ResilientConsumer
+from .pool import PoolDown
 from .protocol import (
     CLOSE_BAD_SIGNATURE, CLOSE_RESTARTING, CLOSE_TIMEOUT, ProtocolError, decode_frame, job_frame, parse_connect_message,
 )
+from .resilient import ResilientConsumer
 from .signature import BadSignature, verify_connect_signature
 
 log = logging.getLogger(__name__)

@@ -15,9 +15,10 @@ from typing import Any
 from channels.layers import get_channel_layer
 
 from . import events
+from .live import live_pool
 from .liveness import registry
 from .mailbox import mailbox
-from .pool import PoolDown, live_pool
+from .pool import PoolDown
 from .services import Claim, Need, NoWorkerFits
 
 log = logging.getLogger(__name__)

@@ -33,7 +33,6 @@ from django.conf import settings
 from runtime.db import on_db_threads
 
 from . import choice, services
-from .liveness import registry
 from .models import Connection
 from .services import Claim, ConnectionFacts, Need, NoWorkerFits
 
@@ -343,18 +342,3 @@ class MemoryPool:
 
 
 _unregister = on_db_threads(services.unregister_connection)
-_pool = None
-
-
-def live_pool():
-    """This process's pool: in memory on the embedded default, in Redis on a cluster."""
-    global _pool
-    if _pool is None:
-        if settings.REDIS_URL:
-            from .redis_pool import RedisPool  # it builds on this module
-
-            _pool = RedisPool()
-        else:
-            _pool = MemoryPool()
-        registry.pool = _pool
-    return _pool

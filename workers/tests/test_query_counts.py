@@ -23,11 +23,11 @@ from routing.serializers import ChatCompletionSerializer, validate
 from stats.services import record_outcome
 from stats.tests.factories import live_process, make_worker, outcome
 from testkit.fake_worker import FakeWorker, chat_reply, stream_chunks
-from workers import pool as pool_module
-from workers import services
+from workers import live, services
 from workers.liveness import registry
 from workers.models import TrustState
-from workers.pool import MemoryPool, live_pool
+from workers.live import live_pool
+from workers.pool import MemoryPool
 from workers.protocol import parse_connect_message
 from workers.services import Need
 
@@ -157,7 +157,7 @@ class InProcessWorker:
 def chat_path(monkeypatch, settings, *, stream: bool):
     """Connect a worker, then run one chat job through routing's services; the phases' DB calls."""
     settings.TRUST_TRUSTED_VERIFY_SHARE = 0  # a verification is a job of its own, counted on its own
-    monkeypatch.setattr(pool_module, "_pool", None)
+    monkeypatch.setattr(live, "_pool", None)
     monkeypatch.setattr(registry, "process_id", live_process().pk)
     db = OnTestThread(monkeypatch)
     reply = (lambda job: [*stream_chunks(["Hello", " there"]), {}]) if stream else (lambda job: [chat_reply()])
