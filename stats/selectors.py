@@ -57,12 +57,10 @@ def standings(*, worker_ids: Iterable[int], size: float, kind: str) -> dict[int,
     """Each worker's punishment, proof and estimate, in two queries whatever their number."""
     ids = set(worker_ids)
     now = timezone.now()
-    rows = dict(
-        (pk, (until is not None and until > now, proven_at is not None))
-        for pk, until, proven_at in WorkerStats.objects.filter(worker_id__in=ids).values_list("worker_id", "punished_until", "proven_at")
-    )
+    rows = WorkerStats.objects.filter(worker_id__in=ids).values_list("worker_id", "punished_until", "proven_at")
+    flags = {pk: (until is not None and until > now, proven_at is not None) for pk, until, proven_at in rows}
     speed = estimates(worker_ids=ids, size=size, kind=kind)
-    return {pk: Standing(*rows.get(pk, (False, False)), estimate=speed[pk]) for pk in ids}
+    return {pk: Standing(*flags.get(pk, (False, False)), estimate=speed[pk]) for pk in ids}
 
 
 @dataclass(frozen=True)
@@ -78,10 +76,8 @@ def public_figures(*, worker_ids: Iterable[int]) -> dict[int, Figures]:
     """Jobs done, punishment and text speed of each worker, in two queries."""
     ids = set(worker_ids)
     now = timezone.now()
-    counted = dict(
-        (pk, (inferences, until is not None and until > now))
-        for pk, inferences, until in WorkerStats.objects.filter(worker_id__in=ids).values_list("worker_id", "inferences", "punished_until")
-    )
+    rows = WorkerStats.objects.filter(worker_id__in=ids).values_list("worker_id", "inferences", "punished_until")
+    counted = {pk: (inferences, until is not None and until > now) for pk, inferences, until in rows}
     bins: dict[int, dict[int, float]] = defaultdict(dict)
     for worker_id, bin, value in SizeBin.objects.filter(kind=Kind.TEXT, worker_id__in=ids).values_list("worker_id", "bin", "value"):
         bins[worker_id][bin] = value
