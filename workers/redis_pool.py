@@ -322,16 +322,31 @@ class RedisPool:
             await asyncio.sleep(REGISTRATION_POLL)
 
     async def fits_any(self, *, need: Need) -> bool:
-        """Whether a connection of the pool could serve `need`, free or not."""
+        """Whether a connection of a live process could serve `need`, free or not."""
         try:
             await self._refresh()
+            fitting = await self._held_alive([e for e in self.entries.values() if need.fits(e.facts, check_trust=False)])
         except redis.RedisError as exc:
             raise PoolDown(f"the live pool (Redis) is unreachable: {exc}") from exc
-        fitting = [e for e in self.entries.values() if need.fits(e.facts, check_trust=False)][:CANDIDATE_LIMIT]
+        fitting = fitting[:CANDIDATE_LIMIT]
         if not fitting:
             return False
         standing = await _standings(worker_ids={e.worker_id for e in fitting}, size=0, capabilities=need.capabilities)
         return any(need.fits_trust(s.trust_state) for s in standing.values())
+
+    async def _held_alive(self, entries: list[Live]) -> list[Live]:
+        """The entries whose holding process is alive: a dead one's stay until a
+        live process's beat sweeps them (the claim script skips them too)."""
+        if not entries:
+            return []
+        client = self.client()
+        holders = await client.hmget(self.keys["holder"], [e.connection_id for e in entries])
+        processes = sorted({h for h in holders if h is not None})
+        async with client.pipeline(transaction=False) as pipe:
+            for process in processes:
+                pipe.exists(self.prefix.encode() + b"proc:" + process)
+            alive = dict(zip(processes, await pipe.execute()))
+        return [e for e, holder in zip(entries, holders) if holder is not None and alive[holder]]
 
     async def release_or_hand_off(self, *, connection_id: int, job_id: str) -> tuple[str, dict] | None:
         try:
