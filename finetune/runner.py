@@ -19,6 +19,7 @@ from django.conf import settings
 
 from billing import services as billing
 from workers.dispatch import AllBusy, FrameTimeout, JobHandle, Timeouts, WorkerGone, claim_job
+from workers.protocol import FINE_TUNE_URL
 from workers.services import NoWorkerFits
 
 from . import services, storage
@@ -74,7 +75,7 @@ async def run_job(*, job_pk: int, runner: str, identity: str) -> None:
             await db(services.let_go)(job_pk=job_pk, runner=runner)
             return
         await handle.send(
-            openai_url="/v1/fine_tuning/jobs",
+            openai_url=FINE_TUNE_URL,
             openai_req=spec.payload,
             ends_with_marker=True,
             max_seconds=settings.FINETUNE_TOTAL_TIMEOUT,

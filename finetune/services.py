@@ -18,9 +18,10 @@ from django.utils import timezone
 from api.errors import ApiError, InvalidRequest, NotFound
 from api.gpu_filter import parse_gpu_filter
 from api.model_names import model_size
+from workers.liveness import live_connections
 from workers.models import Connection
 from workers.protocol import version_key
-from workers.services import Need, fitting_connections
+from workers.services import Need, fitting_connection_ids
 
 from . import storage
 from .billing import bill_fine_tune
@@ -188,11 +189,8 @@ def capable_workers(need: Need):
     Linux + NVIDIA machine the original worker's training needs.
     """
     # SQLite compares the JSON null of a GPU-less worker as text, greater than any number.
-    return (
-        fitting_connections(need)
-        .filter(state=Connection.State.FREE, worker__gpus__nv_gpu_count__gt=0)
-        .exclude(worker__gpus__nv_gpu_count=None)
-    )
+    free = live_connections().filter(state=Connection.State.FREE, worker__gpus__nv_gpu_count__gt=0).exclude(worker__gpus__nv_gpu_count=None)
+    return Connection.objects.filter(pk__in=fitting_connection_ids(need, among=free))
 
 
 def take_runnable_jobs(*, realm: str, runner: str, process_id: int | None = None) -> list[tuple[int, str]]:

@@ -178,7 +178,7 @@ def jobs_per_minute(*, now: datetime | None = None, hours: int = TIMELINE_HOURS)
 
 def owned_workers_filter(query: str) -> Q:
     """The workers `query` owns, by the identifiers `/worker/detail?query=` accepts
-    (stats.selectors.worker_detail): a pubkey or identity, the auth key the
+    (workers.selectors.worker_detail): a pubkey or identity, the auth key the
     workers connect with (an API key used as one too), or a user id (`uid:<id>`).
     Nothing matches an empty query."""
     if not query:
@@ -189,7 +189,7 @@ def owned_workers_filter(query: str) -> Q:
 def owner_proves(query: str) -> Q:
     """The workers whose owner `query` proves to be, with the secret auth key itself.
 
-    The same rule as /worker/detail's trust fields (stats.selectors.worker_detail):
+    The same rule as /worker/detail's trust fields (workers.selectors.worker_detail):
     a pubkey, an identity or a bare user id is public, so it shows the public
     stats only; trust, earnings and holds need the secret the workers connect with.
     """

@@ -336,10 +336,8 @@ SHUTDOWN_GRACE = env.float("SHUTDOWN_GRACE", default=25.0)
 # Name of this process in the registry. A restarted process with the same name
 # cleans up after its crashed predecessor.
 PROCESS_NAME = env.str("QUEENBEE_PROCESS_NAME", default="")
-# Where a cluster keeps which connections are free and who waits in line
-# (workers/pool.py): "redis" (one Lua script per claim), or "database" (a
-# compare-and-set UPDATE per claim). The embedded default keeps them in memory.
-LIVE_POOL = env.str("LIVE_POOL", default="redis")
+# Which connections are free and who waits in line live in Redis on a cluster
+# (workers/redis_pool.py), in memory on the embedded default (workers/pool.py).
 # Separates the pools of Queenbee installations (or test runs) sharing one Redis.
 LIVE_POOL_PREFIX = "qb-pool:" + env.str("CACHE_KEY_PREFIX", default="") + ":"
 

@@ -5,7 +5,7 @@ from django.db.models import Count, Q
 
 from workers.liveness import live_connections
 from workers.models import Connection
-from workers.pool import live_pool
+from workers.live import live_pool
 
 
 def advertised_models() -> list[str]:

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
@@ -31,11 +30,12 @@ from api.gpu_filter import parse_gpu_filter
 from api.model_names import IMAGE_SIZE, ModelName, parse_model
 from billing import services as billing
 from runtime import observe
+from stats.models import EMBEDDINGS, kind_for
 from stats.services import Failure, JobOutcome
 from trust import usage as usage_bounds
 from trust.services import Check
-from workers.dispatch import AllBusy, FrameTimeout, JobHandle, LayerDown, Timeouts, WorkerGone, claim_job
-from workers.services import Need, NoWorkerFits, any_worker_fits
+from workers.dispatch import AllBusy, FrameTimeout, JobHandle, LayerDown, Timeouts, WorkerGone, any_worker_fits, claim_job
+from workers.services import Need, NoWorkerFits
 
 from . import continuation, keepalive
 from . import features as request_features
@@ -231,8 +231,7 @@ async def _first_frame(handle: JobHandle, frames: AsyncIterator[dict[str, Any]])
         raise
 
 
-@database_sync_to_async
-def _missing_feature(spec: JobSpec) -> ApiError | None:
+async def _missing_feature(spec: JobSpec) -> ApiError | None:
     """A 400 naming the feature and field, when a feature is why no worker fits.
 
     Workers that could serve the request without its features exist, but none
@@ -243,10 +242,10 @@ def _missing_feature(spec: JobSpec) -> ApiError | None:
         return None
     needed = {feature for feature, _ in spec.features}
     base = dataclasses.replace(spec.need, capabilities=tuple(c for c in spec.need.capabilities if c not in needed))
-    if not any_worker_fits(need=base):
+    if not await any_worker_fits(need=base):
         return None
     for feature, field in spec.features:
-        if not any_worker_fits(need=dataclasses.replace(base, capabilities=(*base.capabilities, feature))):
+        if not await any_worker_fits(need=dataclasses.replace(base, capabilities=(*base.capabilities, feature))):
             return InvalidRequest(request_features.describe_missing(feature, field), param=field, code="unsupported_feature")
     feature, field = spec.features[0]  # each alone fits, not all together
     return InvalidRequest(request_features.describe_missing(feature, field), param=field, code="unsupported_feature")
@@ -283,10 +282,6 @@ def failure_of(exc: BaseException) -> str:
 # --- Recording ----------------------------------------------------------------------
 
 
-# What stats measures each kind of job by.
-STATS_KINDS = {Job.Kind.CHAT: "text", Job.Kind.EMBEDDINGS: "embeddings", Job.Kind.IMAGES: "image"}
-
-
 def record_job(*, spec: JobSpec, handle: JobHandle, public_id: str, status: str, error: str = "", attempts: int = 1, usage: Usage | None = None, images: int = 0, failure: str = "", check: Check | None = None, continuations: int = 0, measured: Usage | None = None) -> None:
     """Log the finished job and hand its stats, record and charges to the batch writer.
 
@@ -303,7 +298,7 @@ def record_job(*, spec: JobSpec, handle: JobHandle, public_id: str, status: str,
     if status != Job.Status.CANCELLED:  # a caller leaving says nothing about the worker
         outcome = JobOutcome(
             public_id=public_id,
-            kind=STATS_KINDS[spec.kind],
+            kind=EMBEDDINGS if spec.kind == Job.Kind.EMBEDDINGS else kind_for(spec.need.capabilities),
             size=spec.need.size,
             succeeded=status == Job.Status.SUCCEEDED,
             failure=failure,

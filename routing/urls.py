@@ -1,6 +1,6 @@
 from django.urls import path
 
-from stats.views import WorkerDetailView
+from workers.views import WorkerDetailView
 
 from . import responses_views, views
 

@@ -10,8 +10,6 @@ from django.db.models import Prefetch
 from django.utils import timezone
 from django.utils.html import format_html_join
 
-from workers.models import Worker
-
 from . import ema, services
 from .models import Kind, SizeBin, WorkerStats
 
@@ -51,9 +49,7 @@ class CapabilityFilter(admin.SimpleListFilter):
 
     def lookups(self, request, model_admin):
         seen: set[str] = set()
-        for capabilities in (
-            Worker.objects.filter(stats__isnull=False).values_list("capabilities", flat=True).distinct()[:500]
-        ):
+        for capabilities in WorkerStats.objects.values_list("worker__capabilities", flat=True).distinct()[:500]:
             seen.update(c for c in capabilities or () if isinstance(c, str))
         return [(c, c) for c in sorted(seen)]
 

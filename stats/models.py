@@ -1,14 +1,14 @@
 """How fast each worker identity is, per model size, and whether it is trusted.
 
-Rows are keyed by the worker identity (`workers.Worker`), not by a connection,
-so a worker's stats survive reconnects and are one set for every process of a
-cluster. They are only ever changed by single-statement UPDATEs (stats/services),
+Rows are keyed by the worker identity (`workers.Worker`, named by a string:
+the workers app builds on this one), not by a connection, so a worker's stats
+survive reconnects and are one set for every process of a cluster. They are only ever changed by single-statement UPDATEs (stats/services),
 so two processes recording at once never lose an update.
 """
 
-from django.db import models
+from collections.abc import Iterable
 
-from workers.models import Worker
+from django.db import models
 
 
 class Kind(models.TextChoices):
@@ -16,10 +16,21 @@ class Kind(models.TextChoices):
     IMAGE = "image", "seconds per image"
 
 
+# A job outcome's kind besides those: embeddings are counted, never sampled
+# (their cost per token is prompt evaluation only).
+EMBEDDINGS = "embeddings"
+
+
+def kind_for(capabilities: Iterable[str]) -> str:
+    """The key a job is measured and estimated under: image jobs (the `sdxl`
+    capability) on their own, every other job as text."""
+    return Kind.IMAGE if "sdxl" in capabilities else Kind.TEXT
+
+
 class WorkerStats(models.Model):
     """Counters, time to first token, punishment and proof of work of one identity."""
 
-    worker = models.OneToOneField(Worker, on_delete=models.CASCADE, primary_key=True, related_name="stats")
+    worker = models.OneToOneField("workers.Worker", on_delete=models.CASCADE, primary_key=True, related_name="stats")
     inferences = models.PositiveIntegerField(default=0, help_text="Jobs this identity finished.")
     failures = models.PositiveIntegerField(
         default=0, help_text="Jobs it failed (errors, garbage, timeouts, disconnects)."
@@ -50,7 +61,7 @@ class SizeBin(models.Model):
     in one query.
     """
 
-    worker = models.ForeignKey(Worker, null=True, blank=True, on_delete=models.CASCADE, related_name="stat_bins")
+    worker = models.ForeignKey("workers.Worker", null=True, blank=True, on_delete=models.CASCADE, related_name="stat_bins")
     kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.TEXT)
     bin = models.SmallIntegerField(help_text="round(2·log2(model size)); see stats/ema.py.")
     value = models.FloatField(help_text="EMA of seconds per weighted token (text) or per image.")

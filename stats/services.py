@@ -11,17 +11,16 @@ inserted it first, the unique constraint refuses ours and we UPDATE instead.
 import enum
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Case, DateTimeField, F, FloatField, Value, When
 from django.db.models.expressions import ExpressionWrapper
 from django.utils import timezone
-
-from workers.models import Connection, Worker
 
 from . import ema
 from .models import ImportedRecord, Kind, SizeBin, WorkerStats
@@ -44,7 +43,7 @@ class JobOutcome:
     """How one job ended, as routing saw it."""
 
     public_id: str
-    kind: str  # "text", "image" or "embeddings" (counted, never sampled)
+    kind: str  # models.kind_for(capabilities), or models.EMBEDDINGS
     size: float
     succeeded: bool
     started_at: datetime
@@ -78,8 +77,6 @@ def record_success(*, worker_id: int, outcome: JobOutcome) -> Recorded:
     now = timezone.now()
     alpha = settings.STATS_EMA_ALPHA
     proof = _count_success(worker_id=worker_id, outcome=outcome, now=now, alpha=alpha)
-    if proof is None:
-        proof = _count_first_success(worker_id=worker_id, outcome=outcome, now=now, alpha=alpha)
     measured = sample_of(outcome)
     if measured is not None:
         kind, bin, sample = measured
@@ -91,41 +88,8 @@ def record_success(*, worker_id: int, outcome: JobOutcome) -> Recorded:
     return Recorded(proof_of_work=bool(proof), punished=slow)
 
 
-# The two statements of every successful job, in SQL written once: built with
-# the ORM they cost more CPU than the rest of the request (bench/RESULTS.md).
-# Same arithmetic as the ORM versions below, which still serve a first job.
-_SUCCESS_SQL = (
-    "UPDATE stats_workerstats SET inferences = inferences + 1, updated_at = %s,"
-    " punished_until = CASE WHEN punished_at < %s THEN NULL ELSE punished_until END{ttft}"
-    " WHERE worker_id = %s"
-)
-_TTFT_SQL = ", ttft_seconds = CASE WHEN ttft_seconds IS NULL THEN %s ELSE ttft_seconds * %s + %s END, ttft_count = ttft_count + 1"
-_PROOF_SQL = "UPDATE stats_workerstats SET proven_at = %s, proof_job = %s WHERE worker_id = %s AND proven_at IS NULL"
-_SAMPLE_SQL = (
-    "UPDATE stats_sizebin SET value = value * %s + %s, count = count + 1, updated_at = %s"
-    " WHERE worker_id {worker} AND kind = %s AND bin = %s"
-)
-
-
-def _count_success(*, worker_id: int, outcome: JobOutcome, now: datetime, alpha: float) -> int | None:
-    """Count the job on an existing stats row; returns how many rows became its
-    proof of work (0 or 1), or None when the worker has no row yet."""
-    adapt = connection.ops.adapt_datetimefield_value
-    params: list[Any] = [adapt(now), adapt(outcome.started_at)]
-    ttft = ""
-    if outcome.stream and outcome.first_token_seconds is not None:
-        ttft = _TTFT_SQL
-        params += [outcome.first_token_seconds, alpha, outcome.first_token_seconds * (1 - alpha)]
-    with connection.cursor() as cursor:
-        cursor.execute(_SUCCESS_SQL.format(ttft=ttft), [*params, worker_id])
-        if not cursor.rowcount:
-            return None
-        # Exactly one job wins this compare-and-set, however many run at once.
-        cursor.execute(_PROOF_SQL, [adapt(now), outcome.public_id, worker_id])
-        return cursor.rowcount
-
-
-def _count_first_success(*, worker_id: int, outcome: JobOutcome, now: datetime, alpha: float) -> int:
+def _count_success(*, worker_id: int, outcome: JobOutcome, now: datetime, alpha: float) -> int:
+    """Count the job; returns how many rows became its proof of work (0 or 1)."""
     update: dict[str, Any] = {
         "inferences": F("inferences") + 1,
         "updated_at": now,
@@ -148,6 +112,7 @@ def _count_first_success(*, worker_id: int, outcome: JobOutcome, now: datetime, 
         update["ttft_count"] = F("ttft_count") + 1
         create |= {"ttft_seconds": ttft, "ttft_count": 1}
     _upsert(WorkerStats, key={"worker_id": worker_id}, update=update, create=create)
+    # Exactly one job wins this compare-and-set, however many run at once.
     return WorkerStats.objects.filter(worker_id=worker_id, proven_at__isnull=True).update(
         proven_at=now, proof_job=outcome.public_id
     )
@@ -183,26 +148,12 @@ def forget_speed(*, worker_id: int, reason: str) -> None:
     punish(worker_id=worker_id, reason=reason)
 
 
-def punish_connection(*, connection_id: int, reason: str) -> None:
-    """Punish the worker behind a socket (garbage frames are seen by the consumer)."""
-    worker_id = Connection.objects.filter(pk=connection_id).values_list("worker_id", flat=True).first()
-    if worker_id is not None:
-        punish(worker_id=worker_id, reason=reason)
-
-
 def lift_punishment(*, worker_ids: list[int]) -> int:
     return WorkerStats.objects.filter(worker_id__in=worker_ids).update(punished_until=None, updated_at=timezone.now())
 
 
 def record_sample(*, worker_id: int | None, kind: str, bin: int, sample: float, now: datetime) -> None:
     """One EMA step for a worker's bin (or the cluster's, `worker_id=None`)."""
-    alpha = settings.STATS_EMA_ALPHA
-    with connection.cursor() as cursor:
-        sql = _SAMPLE_SQL.format(worker="IS NULL" if worker_id is None else "= %s")
-        where = [kind, bin] if worker_id is None else [worker_id, kind, bin]
-        cursor.execute(sql, [alpha, sample * (1 - alpha), connection.ops.adapt_datetimefield_value(now), *where])
-        if cursor.rowcount:
-            return
     update = {"value": _ema("value", sample, settings.STATS_EMA_ALPHA), "count": F("count") + 1, "updated_at": now}
     _upsert(
         SizeBin,
@@ -313,7 +264,7 @@ class _Record:
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def import_stats(*, data: Any, source: str = "") -> ImportReport:
+def import_stats(*, data: Any, worker_for: Callable[[str, int], int], source: str = "") -> ImportReport:
     """Merge an export (ours or the original's) into the stats, all or nothing.
 
     Merging is count-weighted: a bin of value v from n samples and an imported
@@ -321,6 +272,8 @@ def import_stats(*, data: Any, source: str = "") -> ImportReport:
     record (one identity, or the cluster) is remembered by the SHA-256 of its
     canonical JSON, and a record seen before is skipped, so importing the same
     file twice, or two files sharing records, counts nothing twice.
+    `worker_for(identity, gpu_count)` names the worker id an identity's stats
+    go to (the workers app creates the identity if need be).
     """
     records, skipped = parse_stats_file(data)
     report = ImportReport(skipped_identities=skipped)
@@ -330,7 +283,7 @@ def import_stats(*, data: Any, source: str = "") -> ImportReport:
             if ImportedRecord.objects.filter(digest=record.digest).exists():
                 report.skipped_already_imported += 1
                 continue
-            _merge_record(record, now)
+            _merge_record(record, now, worker_id=worker_for(record.identity, record.gpu_count) if record.identity else None)
             ImportedRecord.objects.create(
                 digest=record.digest, identity=record.identity or "<cluster>", source=source[:300]
             )
@@ -338,16 +291,8 @@ def import_stats(*, data: Any, source: str = "") -> ImportReport:
     return report
 
 
-def _merge_record(record: _Record, now: datetime) -> None:
-    worker_id = None
-    if record.identity:
-        pubkey, _, slug = record.identity.partition(":")
-        worker, created = Worker.objects.get_or_create(
-            identity=record.identity, defaults={"pubkey": pubkey, "slug": slug, "gpu_count": record.gpu_count}
-        )
-        if not created and not worker.gpu_count and record.gpu_count:
-            Worker.objects.filter(pk=worker.pk).update(gpu_count=record.gpu_count)
-        worker_id = worker.pk
+def _merge_record(record: _Record, now: datetime, *, worker_id: int | None) -> None:
+    if worker_id is not None:
         stats, _ = WorkerStats.objects.select_for_update().get_or_create(
             worker_id=worker_id, defaults={"updated_at": now}
         )

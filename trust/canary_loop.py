@@ -19,13 +19,13 @@ from runtime.loops import Periodic
 from workers.dispatch import AllBusy, FrameTimeout, LayerDown, Timeouts, WorkerGone, claim_job
 from workers.liveness import registry
 from workers.models import TrustState
+from workers.protocol import CHAT_URL
 from workers.services import Need, NoWorkerFits
 
 from . import canaries
 
 log = logging.getLogger(__name__)
 
-CHAT_URL = "/v1/chat/completions"
 # At most this many canaries per tick of one process.
 PER_TICK = 4
 

@@ -17,13 +17,13 @@ from django.conf import settings
 from billing import services as billing
 from runtime.db import on_db_threads
 from workers.dispatch import AllBusy, FrameTimeout, LayerDown, Timeouts, WorkerGone, claim_job
+from workers.protocol import VERIFY_URL, verify_request
 from workers.services import NoWorkerFits
 
 from . import services, verdict
 
 log = logging.getLogger(__name__)
 
-VERIFY_URL = "/queenbee/verify"
 # Scores are one frame; a verifier that loads the model first may take a while.
 VERIFY_TIMEOUTS = Timeouts(first=120.0, gap=120.0, total=180.0)
 
@@ -89,10 +89,10 @@ async def _score(*, check: services.Check, worker_id: int) -> tuple[int, dict[st
             started = time.monotonic()
             await handle.send(
                 openai_url=VERIFY_URL,
-                openai_req={
-                    "model": check.request.get("model"), "request_url": check.openai_url, "request": check.request,
-                    "completion": check.completion,
-                },
+                openai_req=verify_request(
+                    model=check.request.get("model"), request_url=check.openai_url, request=check.request,
+                    completion=check.completion,
+                ),
                 ends_with_marker=False, max_seconds=VERIFY_TIMEOUTS.total,
             )
             reply = await anext(handle.frames(VERIFY_TIMEOUTS))

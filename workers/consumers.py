@@ -21,11 +21,14 @@ from runtime import observe
 from runtime.db import on_db_threads
 
 from . import events, limits, services
+from .live import live_pool
 from .liveness import registry
 from .mailbox import mailbox
-from .pool import PoolDown, live_pool
+from .pool import PoolDown
+from .protocol import (
+    CLOSE_BAD_SIGNATURE, CLOSE_RESTARTING, CLOSE_TIMEOUT, ProtocolError, decode_frame, job_frame, parse_connect_message,
+)
 from .resilient import ResilientConsumer
-from .protocol import ProtocolError, decode_frame, parse_connect_message
 from .signature import BadSignature, verify_connect_signature
 
 log = logging.getLogger(__name__)
@@ -33,10 +36,6 @@ log = logging.getLogger(__name__)
 # A connection's hot-path writes run on the shared database threads (runtime/db.py).
 _register = on_db_threads(services.register_connection)
 
-CLOSE_BAD_SIGNATURE = 4001
-CLOSE_BAD_CONNECT = 4002
-CLOSE_TIMEOUT = 4008
-CLOSE_GOING_AWAY = 1001
 # A request handed this connection sends its job within milliseconds; after this
 # long it has died, and the connection goes to the next in line.
 HAND_OFF_TIMEOUT = 10.0
@@ -91,7 +90,7 @@ class WorkerConsumer(ResilientConsumer):
             else:
                 # Garbage from a registered worker is counted (and punished by
                 # stats), never relayed and never fatal to the connection.
-                await database_sync_to_async(services.count_frames)(connection_id=self.connection_id, bad=1)
+                await database_sync_to_async(services.count_frames)(connection_id=self.connection_id, worker_id=self.worker_id, bad=1)
 
     async def refuse(self, exc: ProtocolError) -> None:
         """Close with the reason, once: frames queued behind the close still arrive."""
@@ -114,7 +113,7 @@ class WorkerConsumer(ResilientConsumer):
                 )
             except services.ProcessGone:
                 await registry.forget(self.process_id)
-                raise ProtocolError("coordinator restarting, connect again", code=1012) from None
+                raise ProtocolError("coordinator restarting, connect again", code=CLOSE_RESTARTING) from None
             await live_pool().add(
                 connection_id=self.connection_id, channel_name=self.channel_name, worker_id=self.worker_id,
                 facts=services.facts_of(info, worker_id=self.worker_id, address=self.guard.ip or ""),
@@ -132,7 +131,7 @@ class WorkerConsumer(ResilientConsumer):
                 await live_pool().set_away(connection_id=self.connection_id, away=bool(frame["busy"]))
             else:
                 # A late frame of a finished job: never delivered to a later one.
-                await database_sync_to_async(services.count_frames)(connection_id=self.connection_id, stray=1)
+                await database_sync_to_async(services.count_frames)(connection_id=self.connection_id, worker_id=self.worker_id, stray=1)
             return
         last = job.is_last(frame)
         if not job.abandoned and not mailbox.deliver(job.reply_channel, events.local_frame(job_id=job.job_id, frame=frame, last=last)):
@@ -191,7 +190,7 @@ class WorkerConsumer(ResilientConsumer):
         self.job.timer = asyncio.create_task(
             self._close_after(event["max_seconds"] + settings.DRAIN_TIMEOUT, "job took too long", job_id=event["job_id"])
         )
-        await self.send(text_data=json.dumps({"openai_url": event["openai_url"], "openai_req": event["openai_req"]}))
+        await self.send(text_data=job_frame(openai_url=event["openai_url"], openai_req=event["openai_req"]))
 
     async def worker_cancel(self, event: dict) -> None:
         """The caller left: keep the connection busy until the worker's last frame."""

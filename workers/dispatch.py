@@ -19,9 +19,10 @@ from channels.layers import get_channel_layer
 from runtime.process import process
 
 from . import events
+from .live import live_pool
 from .liveness import registry
 from .mailbox import mailbox
-from .pool import PoolDown, live_pool
+from .pool import PoolDown
 from .services import Claim, Need, NoWorkerFits
 
 log = logging.getLogger(__name__)
@@ -236,6 +237,15 @@ async def _claim(*, need: Need, job_id: str, reply_channel: str) -> Claim | None
         return await live_pool().claim(need=need, job_id=job_id, reply_channel=reply_channel)
     except PoolDown as exc:
         raise LayerDown(str(exc)) from exc
+
+
+async def any_worker_fits(*, need: Need) -> bool:
+    """Whether any live connection could serve `need`, free or not (routing names
+    a missing feature by it). False when the live pool cannot be reached."""
+    try:
+        return await live_pool().fits_any(need=need)
+    except PoolDown:
+        return False
 
 
 async def _enqueue(**kwargs) -> None:

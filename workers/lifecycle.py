@@ -22,7 +22,7 @@ from runtime.process import Stop, Task
 
 from . import events
 from .liveness import beat, forget_dead_channels, has_connections, registry, stop_process
-from .pool import live_pool
+from .live import live_pool
 
 log = logging.getLogger(__name__)
 

@@ -32,12 +32,10 @@ from runtime import client_ip, observe
 from runtime.caching import count, in_cache
 
 from .liveness import live_connections
-from .protocol import ConnectInfo, ProtocolError
+from .protocol import CLOSE_IDENTITY_IN_USE, CLOSE_RATE_LIMITED, ConnectInfo, ProtocolError
 
 log = logging.getLogger(__name__)
 
-CLOSE_IDENTITY_IN_USE = 4003
-CLOSE_RATE_LIMITED = 4029
 # How long the address of a signed identity is remembered. Only consulted while
 # that identity has a live connection, so it needs to outlast a connection, not
 # to be exact; bounded so abandoned identities leave the cache.

@@ -14,7 +14,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from . import events
-from .models import Connection, ServerProcess, Waiter, Worker
+from .models import Connection, ServerProcess, Worker
+from .protocol import CLOSE_GOING_AWAY, CLOSE_RESTARTING
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +69,7 @@ def stop_process(*, process_id: int, remove: bool) -> None:
 
 def sweep_dead_processes() -> int:
     """Delete processes whose heartbeat stopped, with their connections."""
-    now = timezone.now()
-    cutoff = now - grace()
-    deleted, _ = ServerProcess.objects.filter(expires_at__lt=now).delete()
-    # Waiters whose process died before they could leave the line.
-    Waiter.objects.filter(deadline__lt=cutoff).delete()
+    deleted, _ = ServerProcess.objects.filter(expires_at__lt=timezone.now()).delete()
     if deleted:
         Worker.objects.filter(ephemeral=True, connections__isnull=True).delete()
     return deleted
@@ -114,7 +111,7 @@ class ProcessRegistry:
             log.warning("process registration lost; closing worker sockets")
             self.process_id = await database_sync_to_async(start_process)(name=process_name())
         await get_channel_layer().group_send(
-            events.process_group(old), events.close(code=1012, reason="coordinator restarting")
+            events.process_group(old), events.close(code=CLOSE_RESTARTING, reason="coordinator restarting")
         )
 
 

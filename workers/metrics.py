@@ -11,7 +11,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from .liveness import live_connections
 from .models import Connection
-from .pool import live_pool
+from .live import live_pool
 
 log = logging.getLogger(__name__)
 

@@ -122,24 +122,3 @@ class Connection(models.Model):
     @staticmethod
     def capabilities_to_text(capabilities: tuple[str, ...] | list[str]) -> str:
         return "," + ",".join(sorted(set(capabilities))) + ","
-
-
-class Waiter(models.Model):
-    """A request waiting in line for a busy worker, visible to every process.
-
-    A connection that frees up is handed to the oldest waiter it fits, so the
-    line is served roughly in arrival order across the cluster. Whoever deletes
-    the row (the freeing consumer, or the waiter giving up) owns the outcome.
-    """
-
-    job_id = models.CharField(max_length=64, unique=True)
-    reply_channel = models.CharField(max_length=200)
-    need = models.JSONField()
-    position = models.FloatField(db_index=True, help_text="Arrival time; kept when a waiter re-joins.")
-    deadline = models.DateTimeField(db_index=True)
-
-    class Meta:
-        ordering = ["position"]
-
-    def __str__(self) -> str:
-        return self.job_id

@@ -8,14 +8,12 @@ it). The embedded default is one process with the in-memory channel layer, so
 no other process could reach these sockets anyway.
 
 On the cluster (`REDIS_URL`) the pool is one pool for every process, in Redis
-(redis_pool.py: one Lua script per claim). `DatabasePool` (LIVE_POOL=database)
-keeps the earlier design: the compare-and-set claims and the waiting line of
-services.py and queue.py, shared through the database.
+(redis_pool.py: one Lua script per claim).
 
 Either way the Connection row stays the durable record of a socket (inserted
 at connect, deleted at disconnect, swept with a dead process), and its `state`
-column is what the admin, the stats pages and `/worker/stats` read. The memory
-pool writes that column behind the claims (`StateMirror`: whatever changed
+column is what the admin, the stats pages and `/worker/stats` read. The pool
+writes that column behind the claims (`StateMirror`: whatever changed
 while the last write ran, in one statement per state), never on a request's path.
 
 What a claim must read fresh (a worker's trust state, punishment, proof and
@@ -34,7 +32,7 @@ from django.conf import settings
 
 from runtime.db import on_db_threads
 
-from . import choice, queue, services
+from . import choice, services
 from .models import Connection
 from .services import Claim, ConnectionFacts, Need, NoWorkerFits
 
@@ -43,9 +41,10 @@ log = logging.getLogger(__name__)
 FREE, BUSY, AWAY = Connection.State.FREE.value, Connection.State.BUSY.value, Connection.State.AWAY.value
 # Free connections that fit, ranked per claim: enough to rank well, bounded so
 # 10,000 idle workers do not make every claim walk all of them.
-CANDIDATE_LIMIT = services.CANDIDATE_LIMIT
-# Waiters a freed connection looks at, oldest first (as queue.HANDOFF_SCAN).
-HANDOFF_SCAN = queue.HANDOFF_SCAN
+CANDIDATE_LIMIT = 64
+# Waiters a freed connection looks at, oldest first. Beyond this many, a waiter
+# with an unusual need is served by its own poll instead.
+HANDOFF_SCAN = 50
 # After a failed mirror write (database down), wait this long before the next.
 MIRROR_RETRY_PAUSE = 1.0
 # A claim that finds nothing fitting waits this long, at most, for the
@@ -177,13 +176,14 @@ class MemoryPool:
             self._set(entry, FREE)
 
     def _set(self, entry: Live, state: str) -> None:
-        entry.state = state
+        changed, entry.state = entry.state != state, state
         if state == FREE:
             entry.job_id = entry.reply_channel = ""
             self.free[entry.connection_id] = entry
         else:
             self.free.pop(entry.connection_id, None)
-        self.mirror.mark(entry.connection_id, state)
+        if changed:  # a new connection's row says free already
+            self.mirror.mark(entry.connection_id, state)
 
     def _take(self, entry: Live, *, job_id: str, reply_channel: str, model: str) -> Claim:
         claim = Claim(entry.connection_id, entry.channel_name, entry.worker_id, entry.facts.is_web, entry.current_model == model)
@@ -240,15 +240,19 @@ class MemoryPool:
 
     async def _none_free(self, need: Need) -> None:
         """None if a fitting connection is busy (wait), else NoWorkerFits."""
-        fitting = self._fitting(self.live.values(), need)
-        if not fitting and self._registering:
+        if self._registering and not self._fitting(self.live.values(), need, limit=1):
             await asyncio.wait(list(self._registering), timeout=REGISTRATION_WAIT)
-            fitting = self._fitting(self.live.values(), need)
-        if fitting:
-            standing = await _standings(worker_ids={e.worker_id for e in fitting}, size=0, capabilities=need.capabilities)
-            if any(need.fits_trust(s.trust_state) for s in standing.values()):
-                return None
+        if await self.fits_any(need=need):
+            return None
         raise NoWorkerFits(f"No connected worker can serve this request: it needs {need.describe()}.")
+
+    async def fits_any(self, *, need: Need) -> bool:
+        """Whether a connection of the pool could serve `need`, free or not."""
+        fitting = self._fitting(self.live.values(), need)
+        if not fitting:
+            return False
+        standing = await _standings(worker_ids={e.worker_id for e in fitting}, size=0, capabilities=need.capabilities)
+        return any(need.fits_trust(s.trust_state) for s in standing.values())
 
     async def _healthy_one_is_busy(self, need: Need) -> bool:
         busy = self._fitting((e for e in self.live.values() if e.state != FREE), need)
@@ -337,54 +341,4 @@ class MemoryPool:
         pass  # the claim wrote it
 
 
-class DatabasePool:
-    """The live pool of the cluster: rows shared by every process (services.py, queue.py)."""
-
-    @contextlib.asynccontextmanager
-    async def adding(self):
-        yield
-
-    async def add(self, **kwargs) -> None:
-        pass  # the connection's row is the pool's entry
-
-    async def remove(self, *, connection_id: int) -> tuple[str, str]:
-        # The row knows the job even if its message had not reached the consumer yet.
-        return await _unregister(connection_id=connection_id)
-
-    set_away = staticmethod(on_db_threads(services.set_away))
-    claim = staticmethod(on_db_threads(services.claim_connection))
-    release_or_hand_off = staticmethod(on_db_threads(queue.release_or_hand_off))
-    enqueue = staticmethod(on_db_threads(queue.enqueue))
-    leave = staticmethod(on_db_threads(queue.leave))
-    line_length = staticmethod(queue.line_length)
-    stale_claims = staticmethod(on_db_threads(services.stale_claims))
-
-    async def forget_dead_channels(self, *, process_id: int, live: frozenset[str]) -> None:
-        pass  # the heartbeat deletes the rows (liveness.forget_dead_channels)
-
-    async def drained(self) -> None:
-        pass
-
-    async def beat(self, *, process_id: int) -> None:
-        pass  # the process row's heartbeat (liveness.beat)
-
-    def note_job(self, *, connection_id: int) -> None:
-        pass
-
-
 _unregister = on_db_threads(services.unregister_connection)
-_pool: MemoryPool | DatabasePool | None = None
-
-
-def live_pool():
-    """This process's pool: in memory on the embedded default, in Redis on a
-    cluster (or the database's, with LIVE_POOL=database)."""
-    global _pool
-    if _pool is None:
-        if settings.REDIS_URL and settings.LIVE_POOL == "redis":
-            from .redis_pool import RedisPool  # it builds on this module
-
-            _pool = RedisPool()
-        else:
-            _pool = DatabasePool() if settings.REDIS_URL else MemoryPool()
-    return _pool

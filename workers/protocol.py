@@ -1,4 +1,5 @@
-"""The original worker's wire protocol: frame decoding and the connect message.
+"""The original worker's wire protocol: every close code, every frame Queenbee
+sends to a worker, and the decoding of what workers send (the connect message).
 
 Pure: no Django. Everything a worker sends is hostile until parsed here; a
 problem raises ProtocolError, which the consumer turns into one close reason.
@@ -8,6 +9,25 @@ import json
 import re
 from dataclasses import dataclass
 from typing import Any
+
+# Close codes. 1001 and 1012 are the websocket standard's (a worker connects
+# again, elsewhere or in a moment); the 4000s are ours, one per reason, and
+# runtime/observe.py names each in its metrics.
+CLOSE_GOING_AWAY = 1001  # this process is shutting down
+CLOSE_INTERNAL_ERROR = 1011  # the consumer failed (passed to its own cleanup; never sent)
+CLOSE_RESTARTING = 1012  # this process lost its registration: connect again
+CLOSE_BAD_SIGNATURE = 4001
+CLOSE_BAD_MESSAGE = 4002  # not the protocol: a bad connect message, a garbled frame before it
+CLOSE_IDENTITY_IN_USE = 4003  # the signed identity is connected from another address
+CLOSE_TIMEOUT = 4008  # no connect message, or a job that never finished
+CLOSE_FRAME_TOO_BIG = 4009
+CLOSE_RATE_LIMITED = 4029
+
+# The paths of the jobs Queenbee sends: the worker posts `openai_req` to its own
+# server at `openai_url` (reference §5), or handles Queenbee's additive ones.
+CHAT_URL = "/v1/chat/completions"
+VERIFY_URL = "/queenbee/verify"  # teacher-forced scores of another worker's answer (feature `verify`)
+FINE_TUNE_URL = "/v1/fine_tuning/jobs"
 
 DEFAULT_CAPABILITIES = ("llama-infer",)
 MAX_STRING = 1024
@@ -56,7 +76,7 @@ class ProtocolError(Exception):
     `fatal` one does (a garbled frame is counted instead).
     """
 
-    def __init__(self, reason: str, *, code: int = 4002, fatal: bool = False):
+    def __init__(self, reason: str, *, code: int = CLOSE_BAD_MESSAGE, fatal: bool = False):
         super().__init__(reason)
         self.reason = reason
         self.code = code
@@ -73,7 +93,7 @@ def decode_frame(text: str | None, data: bytes | None, *, max_bytes: int) -> dic
         except UnicodeDecodeError:
             raise ProtocolError("frame is not UTF-8 text") from None
     if len(text) > max_bytes:
-        raise ProtocolError(f"frame larger than {max_bytes} bytes", code=4009, fatal=True)
+        raise ProtocolError(f"frame larger than {max_bytes} bytes", code=CLOSE_FRAME_TOO_BIG, fatal=True)
     try:
         frame = json.loads(text)
     except (ValueError, RecursionError):
@@ -101,6 +121,17 @@ def _too_deep(value: Any, limit: int) -> bool:
         # json.loads makes exact dicts and lists; the class test is the fast one.
         stack.extend((c, depth + 1) for c in [c for c in children if c.__class__ in _CONTAINERS])
     return False
+
+
+def job_frame(*, openai_url: str, openai_req: dict[str, Any]) -> str:
+    """The one frame Queenbee sends a worker: a job (reference §5)."""
+    return json.dumps({"openai_url": openai_url, "openai_req": openai_req})
+
+
+def verify_request(*, model: Any, request_url: str, request: dict[str, Any], completion: Any) -> dict[str, Any]:
+    """The `openai_req` of a VERIFY_URL job: score `completion`, another worker's
+    answer to `request` (sent to `request_url`), token by token."""
+    return {"model": model, "request_url": request_url, "request": request, "completion": completion}
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,9 @@ Keys (under settings.LIVE_POOL_PREFIX):
                    connections of a process that died are never claimed again
   line       zset  waiting job ids by arrival (the waiting line, FIFO across processes)
   waiters    hash  job id → its need, reply channel and deadline (JSON)
+  registering zset registrations under way (their row written, not yet in
+                   `facts`), by when they are given up: a claim that finds
+                   nothing fitting waits for them
 
 A claim is one Lua script: given the candidates in ranked order, it takes the
 first that is free and whose holder is alive, so no two requests anywhere get
@@ -20,23 +23,27 @@ the script only decides who wins.
 """
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
+import uuid
 
 import redis
 import redis.asyncio as aredis
 from django.conf import settings
 
-from runtime.db import on_db_threads
 from runtime.process import process
 
 from . import choice, services
 from .liveness import registry
-from .pool import CANDIDATE_LIMIT, HANDOFF_SCAN, Live, PoolDown, StateMirror, _standings, _unregister
+from .pool import CANDIDATE_LIMIT, HANDOFF_SCAN, REGISTRATION_WAIT, Live, PoolDown, StateMirror, _standings, _unregister
 from .services import Claim, ConnectionFacts, Need, NoWorkerFits
 
 log = logging.getLogger(__name__)
+
+# While registrations are under way, a claim that found nothing looks again this often.
+REGISTRATION_POLL = 0.02
 
 _CLAIM = """
 local prefix, now, job, reply = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
@@ -124,7 +131,7 @@ class RedisPool:
 
     def __init__(self) -> None:
         self.prefix = settings.LIVE_POOL_PREFIX
-        self.keys = {k: self.prefix + k for k in ("facts", "version", "holder", "state", "line", "waiters")}
+        self.keys = {k: self.prefix + k for k in ("facts", "version", "holder", "state", "line", "waiters", "registering")}
         self._client: aredis.Redis | None = None
         self._sync: redis.Redis | None = None
         self._loop = None
@@ -178,9 +185,22 @@ class RedisPool:
             if not alive[pid]:
                 await self.script("remove")(keys=[self.keys["state"], self.keys["facts"], self.keys["holder"], self.keys["version"]], args=[cid])
 
-    @staticmethod
-    def adding():
-        return _Nothing()
+    @contextlib.asynccontextmanager
+    async def adding(self):
+        """Around a registration: a claim anywhere that finds nothing fitting waits
+        for it (its row is visible before it joins the pool)."""
+        token = uuid.uuid4().hex
+        try:
+            await self.client().zadd(self.keys["registering"], {token: time.time() + REGISTRATION_WAIT})
+        except redis.RedisError:  # the publish that follows fails too, and says so
+            log.warning("could not announce a registration to the live pool", exc_info=True)
+        try:
+            yield
+        finally:
+            try:
+                await self.client().zrem(self.keys["registering"], token)
+            except redis.RedisError:  # it expires
+                log.warning("could not end a registration in the live pool", exc_info=True)
 
     async def add(self, *, connection_id: int, channel_name: str, worker_id: int, facts: ConnectionFacts, current_model: str, models: tuple[str, ...]) -> None:
         entry = Live(connection_id, channel_name, worker_id, facts, current_model, models)
@@ -278,12 +298,57 @@ class RedisPool:
         return await self._nothing_cached(need)
 
     async def _nothing_cached(self, need: Need) -> None:
-        """Nothing in the pool fits. A worker whose row is written may be joining
-        the pool right now: then wait in line (its registration hands itself over)."""
-        exists = await _fitting_row_exists(need)
-        if exists:
-            return None
+        """Nothing alive in the pool fits. A worker whose row is written may be
+        joining the pool right now (`adding`): once the registrations under way
+        are done, wait in line if one of them fits (it hands itself over)."""
+        known = set(self.entries)
+        if await self._waited_for_registrations():
+            await self._refresh()
+            if any(need.fits(e.facts, check_trust=False) for cid, e in self.entries.items() if cid not in known):
+                return None
         raise NoWorkerFits(f"No connected worker can serve this request: it needs {need.describe()}.")
+
+    async def _waited_for_registrations(self) -> bool:
+        """Wait up to REGISTRATION_WAIT for the registrations under way; False if there were none."""
+        key = self.keys["registering"]
+        deadline = time.monotonic() + REGISTRATION_WAIT
+        waited = False
+        while True:
+            async with self.client().pipeline(transaction=False) as pipe:
+                pipe.zremrangebyscore(key, "-inf", time.time())
+                pipe.zcard(key)
+                _, under_way = await pipe.execute()
+            if not under_way or time.monotonic() >= deadline:
+                return waited
+            waited = True
+            await asyncio.sleep(REGISTRATION_POLL)
+
+    async def fits_any(self, *, need: Need) -> bool:
+        """Whether a connection of a live process could serve `need`, free or not."""
+        try:
+            await self._refresh()
+            fitting = await self._held_alive([e for e in self.entries.values() if need.fits(e.facts, check_trust=False)])
+        except redis.RedisError as exc:
+            raise PoolDown(f"the live pool (Redis) is unreachable: {exc}") from exc
+        fitting = fitting[:CANDIDATE_LIMIT]
+        if not fitting:
+            return False
+        standing = await _standings(worker_ids={e.worker_id for e in fitting}, size=0, capabilities=need.capabilities)
+        return any(need.fits_trust(s.trust_state) for s in standing.values())
+
+    async def _held_alive(self, entries: list[Live]) -> list[Live]:
+        """The entries whose holding process is alive: a dead one's stay until a
+        live process's beat sweeps them (the claim script skips them too)."""
+        if not entries:
+            return []
+        client = self.client()
+        holders = await client.hmget(self.keys["holder"], [e.connection_id for e in entries])
+        processes = sorted({h for h in holders if h is not None})
+        async with client.pipeline(transaction=False) as pipe:
+            for process in processes:
+                pipe.exists(self.prefix.encode() + b"proc:" + process)
+            alive = dict(zip(processes, await pipe.execute()))
+        return [e for e, holder in zip(entries, holders) if holder is not None and alive[holder]]
 
     async def release_or_hand_off(self, *, connection_id: int, job_id: str) -> tuple[str, dict] | None:
         try:
@@ -297,7 +362,7 @@ class RedisPool:
         # First as if nobody waited (one round trip): the script answers 'line' if somebody does.
         won = await self.script("release")(keys=keys, args=[connection_id, job_id, int(time.time() * 1000), 1])
         if won != b"line":
-            if won == b"free":
+            if won == b"free" and job_id:  # a new connection's row says free already
                 self.mirror.mark(connection_id, services.Connection.State.FREE.value)
             return None
         waiters: list[tuple[str, str, Need]] = []
@@ -326,7 +391,7 @@ class RedisPool:
             args += [waiting_job, reply]
         won = await self.script("release")(keys=keys, args=args)
         if won in (None, False, b"free"):
-            if won == b"free":
+            if won == b"free" and job_id:
                 self.mirror.mark(connection_id, services.Connection.State.FREE.value)
             return None
         self.mirror.mark(connection_id, services.Connection.State.BUSY.value)
@@ -390,18 +455,3 @@ class RedisPool:
 
     async def drained(self) -> None:
         await self.mirror.drained()
-
-
-class _Nothing:
-    async def __aenter__(self):
-        return None
-
-    async def __aexit__(self, *exc):
-        return False
-
-
-def fitting_row_exists(need: Need) -> bool:
-    return services.fitting_connections(need).exists()
-
-
-_fitting_row_exists = on_db_threads(fitting_row_exists)

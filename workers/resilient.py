@@ -21,6 +21,7 @@ from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from .liveness import registry
+from .protocol import CLOSE_INTERNAL_ERROR
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ class ResilientConsumer(AsyncWebsocketConsumer):
             registry.live_channels.discard(getattr(self, "channel_name", ""))
             if not self.disconnected:
                 try:
-                    await self.disconnect(1011)
+                    await self.disconnect(CLOSE_INTERNAL_ERROR)
                 except Exception:
                     log.exception("cleanup after a consumer failure failed")
 

@@ -1,33 +1,25 @@
-"""Registering worker sockets and handing their connections to jobs.
+"""Registering worker sockets, and what a job needs of one.
 
-A connection is claimed with one compare-and-set UPDATE (`state='free'` →
-`'busy'`), so two requests in any processes can never get the same one: the
-database decides who won. It is released only by the consumer that holds the
-socket, after the worker's last frame of the job.
+The live pool (pool.py, redis_pool.py) decides which connection a job gets;
+this module keeps the durable side (the Worker and Connection rows) and the
+one rule of whether a connection fits a need (`Need.fits`).
 """
 
-import json
 import uuid
 from dataclasses import dataclass, field
-from datetime import timedelta
 
-from django.conf import settings
-from django.db import IntegrityError, connection, transaction
-from django.db.models import BooleanField, ExpressionWrapper, Q, TextField
-from django.db.models.functions import Cast
-from django.utils import timezone
+from django.db import IntegrityError, transaction
+from django.db.models import F
 
 from api.hashing import hash_secret
-from queenbee_site import compiled
+from stats import selectors as stats_selectors
+from stats import services as stats_services
+from stats.models import kind_for
 
-from . import choice
 from .liveness import live_connections
 from .models import GOOD_STANDING, Connection, ServerProcess, TrustState, Worker
 from .protocol import ConnectInfo, version_key
 
-# Free candidates fetched per claim. Enough to rank well; bounded so 10,000 idle
-# workers do not turn every request into a table scan shipped to Python.
-CANDIDATE_LIMIT = 64
 # RAM a CPU-only worker needs per unit of model size (GB of weights plus context).
 CPU_RAM_BYTES_PER_SIZE = 1.2e9
 # The original's RAM requirement for GPU workers, 75 MB per unit: the weights live in VRAM.
@@ -71,7 +63,7 @@ class Need:
         return self.size * 1500
 
     def as_dict(self) -> dict:
-        """JSON-safe form, stored on a Waiter row."""
+        """JSON-safe form, kept with a waiter in the Redis pool."""
         return {
             "size": self.size,
             "model": self.model,
@@ -98,12 +90,12 @@ class Need:
         })
 
     def fits(self, c: "ConnectionFacts", *, check_trust: bool = True) -> bool:
-        """The Python twin of `fitting_connections`' SQL filter, for one connection.
+        """Whether one connection could serve this need: the only definition of the rule.
 
-        The live pool filters with it (workers/pool.py); keep the two in step
-        (test_need_matching checks they agree). `check_trust=False` leaves out
-        the trust state, which the pool reads fresh from the database
-        (`fits_trust`): it changes while a worker is connected.
+        The live pools filter with it, and so does the fine-tune scheduler
+        (`fitting_connection_ids`). `check_trust=False` leaves out the trust
+        state, which the pool reads fresh from the database (`fits_trust`): it
+        changes while a worker is connected.
         """
         caps = c.capabilities_text
         if not all(f",{cap}," in caps for cap in self.capabilities):
@@ -221,8 +213,7 @@ def register_connection(*, process_id: int, channel_name: str, info: ConnectInfo
                 [Worker(identity=identity, **defaults)],
                 update_conflicts=True, unique_fields=["identity"], update_fields=[*defaults, "last_seen"],
             )
-            # Written once per model (queenbee_site/compiled.py): every worker connect inserts one.
-            connection = compiled.insert(Connection(
+            connection = Connection.objects.create(
                 worker=worker,
                 process_id=process_id,
                 channel_name=channel_name,
@@ -236,7 +227,7 @@ def register_connection(*, process_id: int, channel_name: str, info: ConnectInfo
                 advertised_models=list(info.models),
                 address=address[:64],
                 current_model=info.models[0] if info.models else "",
-            ))
+            )
     except IntegrityError:
         if not ServerProcess.objects.filter(pk=process_id).exists():
             raise ProcessGone() from None
@@ -281,169 +272,26 @@ def unregister_connection(*, connection_id: int) -> tuple[str, str]:
     return job_id, reply_channel
 
 
-def fitting_connections(need: Need, *, now=None):
-    """Live connections that could serve `need` (free or not), filtered by the database."""
-    qs = live_connections(now=now)
-    for capability in need.capabilities:
-        qs = qs.filter(capabilities_text__contains=f",{capability},")
-    if need.min_version:
-        qs = qs.filter(version_key__gte=version_key(need.min_version) or "~").exclude(version_key="")
-    if need.pubkey:
-        qs = qs.filter(Q(worker__pubkey=need.pubkey) | Q(worker__identity=need.pubkey))
-    if need.slug:
-        qs = qs.filter(worker__slug=need.slug)
-    if need.user_id:
-        qs = qs.filter(worker__owner_key_hash=hash_secret(f"uid:{need.user_id}"))
-    if need.exclude_workers:
-        qs = qs.exclude(worker_id__in=need.exclude_workers)
-    # A quarantined identity gets no jobs at all.
-    qs = qs.filter(worker__trust_state__in=need.trust_states) if need.trust_states else qs.exclude(
-        worker__trust_state=TrustState.QUARANTINED
-    )
-    if need.exclude_owner:
-        qs = qs.exclude(worker__owner_key_hash=need.exclude_owner)
-    if need.exclude_address:
-        qs = qs.exclude(address=need.exclude_address)
-    if need.worker_kind == "web":
-        return qs.filter(is_web=True, ram_bytes__gt=need.size * GPU_RAM_BYTES_PER_SIZE)
-    if need.worker_kind == "cli":
-        qs = qs.filter(is_web=False)
-    gpu_fit = Q(gpu_memory_mib__gt=need.gpu_mib / 1.2, ram_bytes__gt=need.size * GPU_RAM_BYTES_PER_SIZE)
-    cpu_fit = Q(gpu_memory_mib=0, ram_bytes__gt=need.size * CPU_RAM_BYTES_PER_SIZE)
-    web_fit = Q(is_web=True, ram_bytes__gt=need.size * GPU_RAM_BYTES_PER_SIZE)
-    disk_fit = Q(disk_space_mib__gt=need.disk_mib) | Q(is_web=True)
-    return qs.filter((gpu_fit | cpu_fit | web_fit) & disk_fit)
+def fitting_connection_ids(need: Need, *, among=None) -> list[int]:
+    """The live connections (of `among`, a queryset of Connection rows) that fit `need`.
 
-
-# What the claim reads of each free candidate, and its compare-and-set, written
-# once (queenbee_site/compiled.py: compiling these per request cost more CPU
-# than running them).
-# Punishment and proof are read as booleans and the advertised models as their
-# JSON text: converting 64 rows' datetimes and JSON lists on every claim was a
-# third of its CPU, and the models are only needed for a worker whose loaded
-# model is another.
-CANDIDATE_FIELDS = (
-    "pk", "channel_name", "worker_id", "is_web", "gpu_memory_mib", "current_model", "models_json", "punished", "proven",
-)
-_BUSY_SQL = (
-    f"UPDATE {Connection._meta.db_table} SET state = %s, job_id = %s, reply_channel = %s, busy_since = %s,"
-    " current_model = %s WHERE id = %s"
-)
-
-
-def mark_busy(cursor, *, connection_id: int, job_id: str, reply_channel: str, since, model: str, if_free: bool = False) -> bool:
-    """Give a connection to a job: the claim's compare-and-set (`if_free`) and the
-    hand-off's (its row already locked) in one statement. True if the row changed."""
-    sql = _BUSY_SQL
-    params = [Connection.State.BUSY.value, job_id, reply_channel, connection.ops.adapt_datetimefield_value(since), model, connection_id]
-    if if_free:
-        sql, params = sql + " AND state = %s", params + [Connection.State.FREE.value]
-    cursor.execute(sql, params)
-    return bool(cursor.rowcount)
-
-
-def _free_candidates(need: Need, now) -> list[tuple]:
-    return compiled.run(
-        ("candidates", need),
-        lambda now: fitting_connections(need, now=now)
-        .filter(state=Connection.State.FREE)
-        .annotate(
-            models_json=Cast("advertised_models", TextField()),
-            punished=ExpressionWrapper(Q(worker__stats__punished_until__gt=now), output_field=BooleanField()),
-            # Ranked by speed as proven only when in good standing: a new or
-            # suspect identity gets the unproven share of traffic, however fast.
-            proven=ExpressionWrapper(
-                Q(worker__stats__proven_at__isnull=False, worker__trust_state__in=GOOD_STANDING), output_field=BooleanField()
-            ),
-        )
-        .values_list(*CANDIDATE_FIELDS)[:CANDIDATE_LIMIT],
-        now=now,
-    )
-
-
-def _any_fits(need: Need, now) -> bool:
-    return bool(compiled.run(("fits", need), lambda now: fitting_connections(need, now=now).values_list("pk")[:1], now=now))
-
-
-def claim_connection(*, need: Need, job_id: str, reply_channel: str) -> Claim | None:
-    """Claim the best free connection for `need`.
-
-    Returns None when fitting connections exist but all are busy (wait and try
-    again); raises NoWorkerFits when none could ever serve it.
+    The database only narrows the rows by capability; `Need.fits` decides. For
+    the fine-tune scheduler, which looks at few rows: requests ask the live pool.
     """
-    # stats builds on this app (its rows point at Worker), so it is imported here.
-    from stats import selectors as stats_selectors
-
-    now = timezone.now()
-    rows = _free_candidates(need, now)
-    if not rows:
-        if _any_fits(need, now):
-            return None
-        raise NoWorkerFits(f"No connected worker can serve this request: it needs {need.describe()}.")
-    # One more query for every candidate's speed, however many there are.
-    speed = stats_selectors.estimates(
-        worker_ids={r[2] for r in rows}, size=need.size, kind=stats_selectors.kind_for(need.capabilities)
-    )
-    candidates = [
-        choice.Candidate(
-            *r[:6], () if r[5] == need.model else tuple(json.loads(r[6] or "null") or ()),
-            estimate=speed[r[2]], punished=bool(r[7]), proven=bool(r[8]),
-        )
-        for r in rows
-    ]
-    if all(c.punished for c in candidates) and fitting_connections(need, now=now).exclude(worker__stats__punished_until__gt=now).exists():
-        # Only punished workers are free, but a worker in good standing fits and
-        # is busy: wait in line for it. A punished worker is chosen only when
-        # nothing else fits.
-        return None
-    ranked = choice.rank(
-        candidates, gpu_needed_mib=need.gpu_mib, model=need.model, unproven_share=settings.STATS_UNPROVEN_SHARE
-    )
-    with connection.cursor() as cursor:
-        for c in ranked:
-            won = mark_busy(
-                cursor, connection_id=c.connection_id, job_id=job_id, reply_channel=reply_channel, since=now,
-                model=need.model or c.current_model, if_free=True,
-            )
-            if won:
-                return Claim(c.connection_id, c.channel_name, c.worker_id, c.is_web, c.current_model == need.model)
-    return None
+    rows = live_connections() if among is None else among
+    for capability in need.capabilities:
+        rows = rows.filter(capabilities_text__contains=f",{capability},")
+    return [pk for pk, *facts in rows.values_list("pk", *ConnectionFacts.FIELDS) if need.fits(ConnectionFacts(*facts))]
 
 
-def stale_claims(*, process_id: int) -> list[tuple[str, str]]:
-    """(channel, job) of this process's connections busy for a while: the consumer
-    checks each still has that job (a claimer that died before sending it leaves
-    a connection busy with nothing to do)."""
-    cutoff = timezone.now() - timedelta(seconds=settings.STALE_CLAIM_SECONDS)
-    return list(
-        Connection.objects.filter(process_id=process_id, state=Connection.State.BUSY, busy_since__lt=cutoff)
-        .values_list("channel_name", "job_id")
-    )
-
-
-def set_away(*, connection_id: int, away: bool) -> None:
-    """A browser worker's {"busy": bool} frame, honoured only while it has no job."""
-    frm, to = (Connection.State.FREE, Connection.State.AWAY) if away else (Connection.State.AWAY, Connection.State.FREE)
-    Connection.objects.filter(pk=connection_id, state=frm, job_id="").update(state=to)
-
-
-def count_frames(*, connection_id: int, stray: int = 0, bad: int = 0) -> None:
+def count_frames(*, connection_id: int, worker_id: int, stray: int = 0, bad: int = 0) -> None:
     """Count frames dropped by the consumer. Garbage punishes the worker; a stray
     frame does not (it is usually the tail of a job its caller abandoned)."""
-    from django.db.models import F
-
-    from stats import services as stats_services
-
     Connection.objects.filter(pk=connection_id).update(
         stray_frames=F("stray_frames") + stray, bad_frames=F("bad_frames") + bad
     )
     if bad:
-        stats_services.punish_connection(connection_id=connection_id, reason=stats_services.Failure.GARBAGE)
-
-
-def any_worker_fits(*, need: Need) -> bool:
-    """Whether any live connection could serve `need`, free or not (routing names a missing feature by it)."""
-    return fitting_connections(need).exists()
+        stats_services.punish(worker_id=worker_id, reason=stats_services.Failure.GARBAGE)
 
 
 @dataclass(frozen=True)
@@ -453,28 +301,23 @@ class Standing:
 
     trust_state: str
     punished: bool
-    proven: bool
+    proven: bool  # ranked as proven: its proof of work done, and in good standing
     estimate: float | None  # seconds per token at the job's size (stats)
 
 
 def standings(*, worker_ids: set[int], size: float, capabilities: tuple[str, ...]) -> dict[int, Standing]:
-    """The standing of each worker, in two queries whatever their number: trust,
-    punishment and proof, then the speed estimates (stats)."""
-    from stats import selectors as stats_selectors  # stats builds on this app (its rows point at Worker)
-
+    """The standing of each worker that still exists, in three queries whatever
+    their number: its trust state here, its punishment, proof and speed from stats."""
     if not worker_ids:
         return {}
-    now = timezone.now()
-    rows = Worker.objects.filter(pk__in=worker_ids).values_list(
-        "pk", "trust_state", "stats__punished_until", "stats__proven_at"
-    )
-    speed = stats_selectors.estimates(worker_ids=worker_ids, size=size, kind=stats_selectors.kind_for(capabilities))
+    trust = dict(Worker.objects.filter(pk__in=worker_ids).values_list("pk", "trust_state"))
+    measured = stats_selectors.standings(worker_ids=trust, size=size, kind=kind_for(capabilities))
     return {
         pk: Standing(
-            trust_state=trust,
-            punished=punished_until is not None and punished_until > now,
-            proven=proven_at is not None and trust in GOOD_STANDING,
-            estimate=speed.get(pk),
+            trust_state=state,
+            punished=measured[pk].punished,
+            proven=measured[pk].proven and state in GOOD_STANDING,
+            estimate=measured[pk].estimate,
         )
-        for pk, trust, punished_until, proven_at in rows
+        for pk, state in trust.items()
     }

@@ -155,7 +155,8 @@ def test_streams_keep_an_ema_of_the_time_to_first_token():
 def test_a_garbage_frame_punishes_the_worker_behind_the_socket_and_a_stray_one_does_not():
     process = live_process()
     garbage, stray = make_worker(), make_worker()
-    count_frames(connection_id=make_connection(worker=garbage, process=process, capabilities=["llama-infer"]).pk, bad=1)
-    count_frames(connection_id=make_connection(worker=stray, process=process, capabilities=["llama-infer"]).pk, stray=1)
+    for worker, counted in ((garbage, {"bad": 1}), (stray, {"stray": 1})):
+        connection = make_connection(worker=worker, process=process, capabilities=["llama-infer"])
+        count_frames(connection_id=connection.pk, worker_id=worker.pk, **counted)
     assert WorkerStats.objects.get(worker=garbage).punish_reason == "garbage"
     assert not WorkerStats.objects.filter(worker=stray).exists()

@@ -8,6 +8,7 @@ from django.core.management import CommandError, call_command
 
 from stats import ema, selectors, services
 from stats.models import ImportedRecord, SizeBin, WorkerStats
+from workers import transfer
 from workers.models import Worker
 
 from .factories import make_worker, new_identity, outcome
@@ -143,4 +144,4 @@ def test_export_can_write_a_file(tmp_path):
     some_stats()
     path = tmp_path / "out.json"
     call_command("export_stats", "--output", str(path), stderr=io.StringIO())
-    assert json.loads(path.read_text()) == selectors.export_stats()
+    assert json.loads(path.read_text()) == transfer.export_stats()

@@ -14,7 +14,7 @@ from routing.models import Job
 from testkit.fake_worker import Delay, FakeWorker, stream_chunks
 from testkit.server import QueenProcess
 from workers.models import Connection, ServerProcess
-from workers.services import Need, claim_connection
+from workers.services import Need
 
 MODEL = "TheBloke/vicuna-7B-v1.5-GGUF:Q4_K_M"
 HI = [{"role": "user", "content": "hi"}]
@@ -38,10 +38,6 @@ def queens(server_env):
 def client_for(process) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{process.url}/v1", api_key=BYPASS, max_retries=0, timeout=30)
 
-
-# The database pool's hand-off (LIVE_POOL=database), called from outside the
-# server. The memory pool's twin is in test_memory_pool.py.
-database_pool_only = pytest.mark.skipif(not settings.REDIS_URL, reason="the embedded default keeps claims in the server's memory")
 
 def test_a_killed_process_stops_offering_its_workers_after_the_grace_period(queens, db_access):
     doomed = queens("doomed")
@@ -152,22 +148,3 @@ def test_a_claim_whose_job_never_arrives_is_freed_by_the_audit(queens, server_en
     reply = client_for(process).chat.completions.create(model=MODEL, messages=HI, extra_body={"gpu_filter": {"pubkey": worker.pubkey}})
     assert reply.choices
     worker.stop()
-
-
-@database_pool_only
-def test_a_punished_worker_is_not_handed_to_a_waiting_request(start_worker, db_access):
-    from stats.services import Failure, punish
-    from workers import queue
-    from workers.services import Need
-
-    worker = start_worker(capabilities=["llama-infer", "punished-hand-off"])
-    connection = Connection.objects.get(worker__identity=worker.identity)
-    claim = claim_connection(need=Need(size=1, capabilities=("punished-hand-off",)), job_id="busy-job", reply_channel="nobody")
-    assert claim is not None
-    queue.enqueue(job_id="waiting-job", reply_channel="nobody", need=Need(size=1, capabilities=("punished-hand-off",)), position=0, deadline_seconds=30)
-    try:
-        punish(worker_id=connection.worker_id, reason=Failure.ERROR)
-        assert queue.release_or_hand_off(connection_id=connection.pk, job_id="busy-job") is None
-        assert Connection.objects.get(pk=connection.pk).state == "free"
-    finally:
-        queue.leave(job_id="waiting-job")

@@ -107,7 +107,7 @@ def test_a_quarantined_worker_gets_no_job():
     asyncio.run(scenario())
 
 
-def test_a_claim_reads_the_database_twice_and_a_release_not_at_all(monkeypatch):
+def test_a_claim_reads_the_database_three_times_and_a_release_not_at_all(monkeypatch):
     workers = [make_worker() for _ in range(40)]
     counted: list[int] = []
 
@@ -124,10 +124,10 @@ def test_a_claim_reads_the_database_twice_and_a_release_not_at_all(monkeypatch):
         for i, worker in enumerate(workers):
             await add(pool, 9_000_100 + i, worker)
         claim = await pool.claim(need=NEED, job_id="one", reply_channel="r")
-        # trust, punishment and proof; the speed estimates
-        assert counted == [2]
+        # trust (workers); punishment and proof, the speed estimates (stats)
+        assert counted == [3]
         assert await pool.release_or_hand_off(connection_id=claim.connection_id, job_id="one") is None
-        assert counted == [2]
+        assert counted == [3]
 
     asyncio.run(scenario())
 

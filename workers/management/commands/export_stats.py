@@ -2,7 +2,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from stats import selectors
+from workers import transfer
 
 
 class Command(BaseCommand):
@@ -18,7 +18,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, output: str | None, format: str, **options):
-        data = selectors.export_original() if format == "original" else selectors.export_stats()
+        data = transfer.export_original() if format == "original" else transfer.export_stats()
         text = json.dumps(data, indent=1, sort_keys=True)
         if not output:
             self.stdout.write(text)

@@ -3,7 +3,8 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
-from stats import services
+from stats.services import BadStatsFile
+from workers import transfer
 
 
 class Command(BaseCommand):
@@ -25,8 +26,8 @@ class Command(BaseCommand):
         except json.JSONDecodeError as exc:
             raise CommandError(f"{file} is not JSON: {exc}") from None
         try:
-            report = services.import_stats(data=data, source=file)
-        except services.BadStatsFile as exc:
+            report = transfer.import_stats(data=data, source=file)
+        except BadStatsFile as exc:
             raise CommandError(f"{file}: {exc}; nothing was imported") from None
         self.stdout.write(f"merged {report.merged} records, skipped {report.skipped_already_imported} already imported")
         if report.skipped_identities:

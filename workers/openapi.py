@@ -7,7 +7,7 @@ from api.openapi import COMMON_ERRORS, error_response
 
 
 class WorkerDetail(serializers.Serializer):
-    """One live worker, anonymised (stats/selectors.worker_detail)."""
+    """One live worker, anonymised (workers/selectors.worker_detail)."""
 
     busy = serializers.BooleanField()
     worker_version = serializers.CharField(allow_blank=True)
