@@ -23,6 +23,7 @@ from runtime.process import Stop, Task
 from . import events
 from .liveness import beat, forget_dead_channels, has_connections, registry, stop_process
 from .live import live_pool
+from .protocol import CLOSE_GOING_AWAY
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ async def send_workers_away() -> None:
     process_id = registry.process_id
     if process_id is None:
         return
-    await get_channel_layer().group_send(events.process_group(process_id), events.close(code=1001, reason="coordinator going away"))
+    await get_channel_layer().group_send(events.process_group(process_id), events.close(code=CLOSE_GOING_AWAY, reason="coordinator going away"))
     # Wait for the closing handshakes (each consumer's disconnect deletes its row).
     deadline = time.monotonic() + CLOSE_WAIT
     while time.monotonic() < deadline and await database_sync_to_async(has_connections)(process_id=process_id):
