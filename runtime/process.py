@@ -83,7 +83,9 @@ class Process:
 
     @property
     def running(self) -> bool:
-        return self.state is State.RUNNING
+        """Started, on a loop that still runs (a test's `asyncio.run` closes its loop,
+        and the tasks died with it: the next loop starts them again)."""
+        return self.state is State.RUNNING and not (self.loop is not None and self.loop.is_closed())
 
     def register(self, task: Task) -> None:
         """Add a task (from an AppConfig.ready). Registering a name again replaces it."""

@@ -39,7 +39,7 @@ def test_a_task_that_cannot_start_leaves_the_others_running(caplog):
     runtime.register(Task(name="broken", order=1, start=recording(events, "broken", fail=True)))
     runtime.register(Task(name="fine", order=2, start=recording(events, "fine")))
     asyncio.run(runtime.start())
-    assert events == ["broken", "fine"] and runtime.running
+    assert events == ["broken", "fine"] and runtime.state is State.RUNNING
     assert "could not start the process task broken" in caplog.text
 
 
@@ -179,3 +179,13 @@ def test_the_apps_register_the_drain_in_its_order():
     assert names.index("workers.leave-pool") < names.index("finetune.scheduler")
     starts = {task.name for task in process.ordered() if task.start is not None}
     assert {"workers.mailbox", "workers.heartbeat", "finetune.scheduler", "trust.canaries"} <= starts
+
+
+def test_a_runtime_whose_loop_closed_starts_again_on_the_next():
+    events = []
+    runtime = Process()
+    runtime.register(Task(name="reader", order=0, start=recording(events, "reader")))
+    asyncio.run(runtime.start())
+    assert not runtime.running  # its loop is closed, and its tasks with it
+    asyncio.run(runtime.start())
+    assert events == ["reader", "reader"]

@@ -9,7 +9,7 @@ from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
 
 from stats.tests.factories import make_worker
-from workers import pool as pool_module
+from workers import live as pool_module
 from workers.dispatch import JobHandle, LayerDown
 from workers.pool import MemoryPool
 from workers.services import ConnectionFacts, Need
