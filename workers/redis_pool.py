@@ -33,6 +33,7 @@ import redis
 import redis.asyncio as aredis
 from django.conf import settings
 
+from runtime.db import on_db_threads
 from runtime.process import process
 
 from . import choice, services
@@ -41,6 +42,8 @@ from .pool import CANDIDATE_LIMIT, HANDOFF_SCAN, REGISTRATION_WAIT, Live, PoolDo
 from .services import Claim, ConnectionFacts, Need, NoWorkerFits
 
 log = logging.getLogger(__name__)
+
+_live_rows = on_db_threads(services.live_connection_ids)
 
 # While registrations are under way, a claim that found nothing looks again this often.
 REGISTRATION_POLL = 0.02
@@ -330,7 +333,10 @@ class RedisPool:
             fitting = await self._held_alive([e for e in self.entries.values() if need.fits(e.facts, check_trust=False)])
         except redis.RedisError as exc:
             raise PoolDown(f"the live pool (Redis) is unreachable: {exc}") from exc
-        fitting = fitting[:CANDIDATE_LIMIT]
+        # Only connections whose durable row a live process still holds: an
+        # entry can outlive its socket in Redis (its holder's cleanup failed).
+        rows = await _live_rows(ids={e.connection_id for e in fitting[:CANDIDATE_LIMIT]})
+        fitting = [e for e in fitting[:CANDIDATE_LIMIT] if e.connection_id in rows]
         if not fitting:
             return False
         standing = await _standings(worker_ids={e.worker_id for e in fitting}, size=0, capabilities=need.capabilities)

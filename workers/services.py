@@ -284,6 +284,11 @@ def fitting_connection_ids(need: Need, *, among=None) -> list[int]:
     return [pk for pk, *facts in rows.values_list("pk", *ConnectionFacts.FIELDS) if need.fits(ConnectionFacts(*facts))]
 
 
+def live_connection_ids(*, ids: set[int]) -> set[int]:
+    """Those of `ids` whose rows a live process holds: the durable record of a socket."""
+    return set(live_connections().filter(pk__in=ids).values_list("pk", flat=True))
+
+
 def count_frames(*, connection_id: int, worker_id: int, stray: int = 0, bad: int = 0) -> None:
     """Count frames dropped by the consumer. Garbage punishes the worker; a stray
     frame does not (it is usually the tail of a job its caller abandoned)."""
