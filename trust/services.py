@@ -146,7 +146,7 @@ def apply_verdict(
         verifier = Worker.objects.filter(pk=verifier_id).values("trust_state", "owner_key_hash", "payout_address").first()
         if verifier is None or verifier["trust_state"] not in verifying_states():
             # It lost its standing while it scored (a refutation of its own work, the operator).
-            verification.verifier_id = verifier_id if verifier is not None else None
+            verification.verifier_id = verifier_id if verifier is not None else None  # kept for the admin
             _unavailable(verification, reason="the verifier's verdict does not count: it is no longer in good standing")
             return
         verification.verifier_id = verifier_id
@@ -158,23 +158,26 @@ def apply_verdict(
         verification.save()
         billing.set_verification(job_id=job_id, status=verification.status)
         worker_id = verification.worker_id
-        pay = {
-            "job_id": job_id, "owner_key_hash": verifier["owner_key_hash"], "payout_address": verifier["payout_address"],
-            "prompt_tokens": scored[0], "completion_tokens": scored[1], "seconds": seconds,
-            "per_1k": settings.TRUST_VERIFY_PRICE_PER_1K_TOKENS,
-        }
         if verdict.passed:
             # The verifier tokenized the text with the real model: its count is billed.
             billing.reprice_job(job_id=job_id, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
-            billing.pay_verifier(**pay, refuted=False)
+            _pay_verifier(verifier, job_id=job_id, scored=scored, seconds=seconds, refuted=False)
             billing.send_held_complete(job_id=job_id)
             _passed(worker_id, job_id=job_id)
         else:
             # Paid before the refund: on what the caller paid for the work it caught.
-            billing.pay_verifier(**pay, refuted=True)
+            _pay_verifier(verifier, job_id=job_id, scored=scored, seconds=seconds, refuted=True)
             billing.refund_job(job_id=job_id, reason=f"refuted by verification: {verdict.reason}")
             strike(worker_id, kind=TrustEvent.Kind.REFUTED, job_id=job_id, detail=f"a job failed verification: {verdict.reason}")
             stats.forget_speed(worker_id=worker_id, reason=stats.Failure.REFUTED)
+
+
+def _pay_verifier(verifier: dict[str, Any], *, job_id: str, scored: tuple[int, int], seconds: float, refuted: bool) -> None:
+    billing.pay_verifier(
+        job_id=job_id, owner_key_hash=verifier["owner_key_hash"], payout_address=verifier["payout_address"],
+        prompt_tokens=scored[0], completion_tokens=scored[1], refuted=refuted, seconds=seconds,
+        per_1k=settings.TRUST_VERIFY_PRICE_PER_1K_TOKENS,
+    )
 
 
 def _passed(worker_id: int, *, job_id: str) -> None:
