@@ -8,6 +8,7 @@ Both backends offer the same operations:
   vouches, such a token is a 401);
 - `admit(caller, facts)`: refuse a request its payer cannot pay for (429);
 - `bill(work)`: bill a succeeded job or fine-tune, in the caller's transaction;
+- `pay_verifier(payout)`: pay a counted verification's verifier, in the verdict's transaction;
 - `deliver_queued()`: after such a transaction, send what it queued.
 """
 
@@ -23,10 +24,10 @@ from api.errors import BillingUnavailable, InsufficientQuota, Unauthorized
 from runtime.process import Stop, Task
 
 from . import ledger, outbox, remote
-from .models import OutboxMessage
+from .models import LedgerEntry, OutboxMessage
 
 if TYPE_CHECKING:
-    from .services import KeyFacts
+    from .services import KeyFacts, VerifierPayout
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,17 @@ class LocalLedger:
         ledger.charge_and_pay_owner(
             account_id=account_id, amount=work.cost(), owner_key_hash=work.owner_key_hash,
             pay_worker=work.pay_worker, hold=work.hold, **work.link,
+        )
+        return False
+
+    def pay_verifier(self, payout: "VerifierPayout") -> bool:
+        """Credit the verifier's owner (a `verify_earning` row pointing at the checked job).
+        The credits are the operator's: no account is debited for them."""
+        owner = ledger.worker_owner_account(owner_key_hash=payout.owner_key_hash)
+        if owner is None or payout.credits <= 0:
+            return False
+        ledger.credit(
+            account_id=owner, amount=payout.credits, kind=LedgerEntry.Kind.VERIFY_EARNING, job_id=payout.job.pk, note=payout.note()
         )
         return False
 
@@ -111,6 +123,19 @@ class RemoteBilling:
         state = OutboxMessage.State.HELD if work.hold else OutboxMessage.State.PENDING
         OutboxMessage.objects.create(payload=work.complete_command(), state=state, next_attempt_at=timezone.now(), **work.link)
         return state == OutboxMessage.State.PENDING
+
+    def pay_verifier(self, payout: "VerifierPayout") -> bool:
+        """Queue a `complete` of kind "verify" that bills nobody and pays the verifier's
+        lnurl (only with BILLING_REMOTE_VERIFY_PAYOUTS). Only for a job the backend was
+        told of (its own `complete` has an outbox row, sent or dropped as refuted): it
+        prices the scored tokens itself, and never billed a proof of work or the bypass
+        token's job, so it pays no verifier for one. True when it is due now."""
+        if not settings.BILLING_REMOTE_VERIFY_PAYOUTS or not payout.payout_address:
+            return False
+        if not OutboxMessage.objects.filter(job_id=payout.job.pk).exists():
+            return False
+        OutboxMessage.objects.create(payload=payout.complete_command(), verified_job_id=payout.job.pk, next_attempt_at=timezone.now())
+        return True
 
     def deliver_queued(self) -> None:
         outbox.ensure_delivery(wake=True)

@@ -48,6 +48,8 @@ class LedgerEntry(models.Model):
         HOLD = "hold"  # an earning held until the job or its worker is verified (`held`; the balance is unchanged)
         REFUND = "refund"  # a caller paid back for refuted work, or for usage a verifier counted lower
         FORFEIT = "forfeit"  # a held earning not paid: the work was refuted (amount 0)
+        # A verifier's owner paid, by the operator, for checking the job (passed or refuted)
+        VERIFY_EARNING = "verify_earning"
 
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="entries")
     job = models.ForeignKey("routing.Job", null=True, blank=True, on_delete=models.PROTECT, related_name="ledger_entries")
@@ -122,7 +124,8 @@ class Price(models.Model):
 class OutboxMessage(models.Model):
     """A `complete` command for the remote billing backend, kept until it is delivered.
 
-    For an inference job or a fine-tune (one row each at most). Written in the
+    For an inference job or a fine-tune (one row each at most), or the payout of
+    the verifier that checked a job (`verified_job`, one at most). Written in the
     transaction that records the job or marks the fine-tune succeeded, so a billing outage (or a crash) loses no
     charge. A process claims a row by moving `claimed_until` forward with a
     compare-and-set UPDATE; only the process whose UPDATE matched sends it.
@@ -139,6 +142,11 @@ class OutboxMessage(models.Model):
     job = models.OneToOneField("routing.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="outbox_message")
     fine_tune = models.OneToOneField(
         "finetune.FineTuningJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="outbox_message"
+    )
+    # A verifier's payout (`"kind": "verify"`) points at the job it checked, whose own
+    # `complete` is `job`'s row.
+    verified_job = models.OneToOneField(
+        "routing.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="verifier_payout"
     )
     # The caller's token is the only way the original's backend knows whom to
     # bill; it is blanked once the message is delivered.

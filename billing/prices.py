@@ -21,3 +21,9 @@ def cost(rates: Rates, *, prompt_tokens: int, completion_tokens: int, images: in
 def worker_share(charged: int, share: float) -> int:
     """What a worker's owner earns from a charge (rounded down: never more than was paid)."""
     return math.floor(charged * share)
+
+
+def per_1k(tokens: int, rate: float) -> int:
+    """Credits for `tokens` at `rate` credits per thousand, rounded up like `cost` (a
+    rate may be fractional; the rounding to 9 places keeps 0.1 × 1000 from becoming 101)."""
+    return math.ceil(round(tokens * rate, 9) / 1000)

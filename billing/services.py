@@ -172,10 +172,10 @@ def bill_job(*, job: Any, bill_to: str = "") -> bool:
     return bill(JobBill(job=job, bill_to=bill_to))
 
 
-def job_cost(job: Any) -> int:
-    """Credits for a job of `job.kind` on a model of `job.model_size`, by its usage."""
-    row = Price.objects.filter(kind=job.kind, min_size__lte=job.model_size).order_by("-min_size").first()
-    rates = prices.Rates(
+def rates_for(*, kind: str, model_size: float) -> prices.Rates:
+    """The prices of a job of `kind` on a model of `model_size`: its Price row, else the settings."""
+    row = Price.objects.filter(kind=kind, min_size__lte=model_size).order_by("-min_size").first()
+    return prices.Rates(
         per_request=row.per_request, per_1k_prompt_tokens=row.per_1k_prompt_tokens,
         per_1k_completion_tokens=row.per_1k_completion_tokens, per_image=row.per_image,
     ) if row else prices.Rates(
@@ -184,6 +184,11 @@ def job_cost(job: Any) -> int:
         per_1k_completion_tokens=settings.BILLING_PRICE_PER_1K_COMPLETION_TOKENS,
         per_image=settings.BILLING_PRICE_PER_IMAGE,
     )
+
+
+def job_cost(job: Any) -> int:
+    """Credits for a job of `job.kind` on a model of `job.model_size`, by its usage."""
+    rates = rates_for(kind=job.kind, model_size=job.model_size)
     return prices.cost(rates, prompt_tokens=job.prompt_tokens, completion_tokens=job.completion_tokens, images=job.images)
 
 
@@ -307,6 +312,86 @@ def reprice_job(*, job_id: str, prompt_tokens: int, completion_tokens: int) -> N
     paid, account_id = _net_charge(job_id), paying_account(api_key_id=job.api_key_id)
     if account_id is not None and job.charge_caller and paid > job_cost(job):
         credit(account_id=account_id, amount=paid - job_cost(job), kind=LedgerEntry.Kind.REFUND, job_id=job.pk, note="usage as the verifier counted it")
+
+
+# --- Paying verifiers (trust/services.py calls this in the verdict's transaction) --------------
+
+
+def pay_verifier(
+    *, job_id: str, owner_key_hash: str, payout_address: str, prompt_tokens: int, completion_tokens: int,
+    refuted: bool, seconds: float, per_1k: float | None,
+) -> bool:
+    """Pay a counted verification of job `job_id` to its verifier's owner, with the chosen
+    backend. Call it before a refutation's refund: the pay is capped by what the operator
+    kept of what the caller paid. Returns True when a remote payout is due (`deliver_queued`)."""
+    job = inference_jobs().filter(public_id=job_id).first()
+    if job is None:
+        return False
+    payout = VerifierPayout(
+        job=job, owner_key_hash=owner_key_hash, payout_address=payout_address, prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens, refuted=refuted, seconds=seconds,
+        credits=verifier_earning(job=job, scored_tokens=prompt_tokens + completion_tokens, per_1k=per_1k),
+    )
+    return backends.active().pay_verifier(payout)
+
+
+def verifier_earning(*, job: Any, scored_tokens: int, per_1k: float | None) -> int:
+    """Credits a verifier's owner earns for scoring `scored_tokens` of `job`: `per_1k` per
+    thousand (None: the job's prompt price times BILLING_WORKER_SHARE, what a worker
+    earns for reading a prompt that long), rounded up, but never more than the operator
+    kept of what the caller paid for the job. So checking work costs the operator at most
+    its margin on it and never a caller anything; a job nobody paid for (a proof of work,
+    an unmetered key) pays its verifier nothing, so that identities and free first jobs,
+    which cost nothing to make, cannot be turned into credits."""
+    if per_1k is None:
+        per_1k = rates_for(kind=job.kind, model_size=job.model_size).per_1k_prompt_tokens * settings.BILLING_WORKER_SHARE
+    paid = _net_charge(job.public_id)
+    kept = paid - prices.worker_share(paid, settings.BILLING_WORKER_SHARE)
+    return max(0, min(prices.per_1k(scored_tokens, per_1k), kept))
+
+
+@dataclass(frozen=True)
+class VerifierPayout:
+    """A counted verification as billing pays it. `job` is the checked routing.Job row."""
+
+    job: Any
+    owner_key_hash: str  # the verifier owner's auth-key hash ("": nobody to pay locally)
+    payout_address: str  # the verifier's lnurl, which a remote backend pays
+    prompt_tokens: int
+    completion_tokens: int
+    refuted: bool
+    seconds: float
+    credits: int  # by the local rule (verifier_earning)
+
+    @property
+    def scored_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def note(self) -> str:
+        verdict = "refuted" if self.refuted else "passed"
+        return f"verified job {self.job.public_id} ({verdict}): {self.scored_tokens} tokens scored, paid by the operator"
+
+    def complete_command(self) -> dict[str, Any]:
+        """A `complete` that bills nobody and pays the verifier (BILLING_REMOTE_VERIFY_PAYOUTS)."""
+        return {
+            "command": "complete",
+            "bill_to_token": "",
+            "pay_to_lnurl": self.payout_address,
+            "job_id": self.job.public_id,
+            "kind": "verify",
+            "verdict": "refuted" if self.refuted else "passed",
+            "model": self.job.model,
+            "model_size": self.job.model_size,
+            "usage": {
+                "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens,
+                "total_tokens": self.scored_tokens,
+                "images": 0,
+                "estimated": False,
+            },
+            "duration": round(self.seconds, 3),
+            "pay_worker": True,
+        }
 
 
 # --- Accounts and the outbox (admin, manage.py) ------------------------------------------------

@@ -20,6 +20,7 @@ from billing.models import LedgerEntry
 from routing.models import Job
 from stats import ema
 from stats.models import Kind, SizeBin, WorkerStats
+from trust.models import Verification
 from workers.liveness import live_connections
 from workers.models import Connection, TrustState, Worker
 
@@ -91,6 +92,8 @@ class Earnings:
     jobs_held: int
     forfeited: int  # held credits not paid: the work was refuted
     jobs_forfeited: int
+    verifying: int = 0  # credits earned checking other workers' jobs (verify_earning rows)
+    jobs_verified: int = 0
 
 
 def _tokens_per_second(seconds_per_token: float | None) -> float | None:
@@ -266,6 +269,11 @@ def owner_earnings(*, proof: Q) -> Earnings:
     held = holds.filter(paid=False, forfeited=False).aggregate(credits=Sum("held"), jobs=Count("pk"))
     lost = holds.filter(forfeited=True).aggregate(credits=Sum("held"), jobs=Count("pk"))
     unpaid = Job.objects.filter(worker__in=owned, proof_of_work=True).count()
+    # A verifier's pay points at the job it checked (another owner's); its verifier is the Verification's.
+    checked = Verification.objects.filter(verifier__in=owned).values("job_id")
+    verifying = LedgerEntry.objects.filter(kind=LedgerEntry.Kind.VERIFY_EARNING, job__public_id__in=checked).aggregate(
+        credits=Sum("amount"), jobs=Count("pk")
+    )
     return Earnings(
         credits=paid["credits"] or 0,
         jobs_paid=paid["jobs"],
@@ -274,4 +282,6 @@ def owner_earnings(*, proof: Q) -> Earnings:
         jobs_held=held["jobs"],
         forfeited=lost["credits"] or 0,
         jobs_forfeited=lost["jobs"],
+        verifying=verifying["credits"] or 0,
+        jobs_verified=verifying["jobs"],
     )

@@ -450,6 +450,13 @@ TRUST_VERIFY_QUEUE_TIMEOUT = env.float("TRUST_VERIFY_QUEUE_TIMEOUT", default=30.
 # TRUSTED_PROXIES so addresses are the workers' own). Off only where every
 # worker shares one address on purpose (the tests, all on 127.0.0.1).
 TRUST_VERIFIER_OTHER_ADDRESS = env.bool("TRUST_VERIFIER_OTHER_ADDRESS", default=True)
+# What a verifier's owner earns, in credits per 1,000 tokens it scored (prompt and
+# completion, teacher-forced: one prefill pass, no sampling), rounded up. Unset: what a
+# worker earns for reading a prompt that long on the checked job's model (the prompt
+# price of its Price row, else BILLING_PRICE_PER_1K_PROMPT_TOKENS, times
+# BILLING_WORKER_SHARE; 0.75 at the defaults). 0: verifiers are not paid. Never more
+# than the operator kept of what the job's caller paid (billing.services.pay_verifier).
+TRUST_VERIFY_PRICE_PER_1K_TOKENS = env.float("TRUST_VERIFY_PRICE_PER_1K_TOKENS", default=None)
 
 # Canaries (trust/canaries.py): prompts whose temperature-0 answer an operator-
 # trusted worker gave, sent to other workers while they are free and compared.
@@ -505,6 +512,12 @@ BILLING_PRICE_PER_FINE_TUNE = env.int("BILLING_PRICE_PER_FINE_TUNE", default=500
 # Share of what a caller paid that goes to the worker's owner (the original's
 # companion backend paid 6 of 8 sats).
 BILLING_WORKER_SHARE = env.float("BILLING_WORKER_SHARE", default=0.75)
+# With BILLING_URL: tell the backend of each paid verification, as a `complete` that
+# bills nobody (`"kind": "verify"`, an empty `bill_to_token`, the verifier's
+# `pay_to_lnurl`). Off by default: the original's companion backend knows no such
+# `complete`, and one that pays the worker before it fails on the empty token would
+# pay again on every retry. Turn it on once your backend pays `kind: "verify"`.
+BILLING_REMOTE_VERIFY_PAYOUTS = env.bool("BILLING_REMOTE_VERIFY_PAYOUTS", default=False)
 # Per API key, across all processes (through the cache: Redis when REDIS_URL is
 # set). 0 turns a limit off; an account may set its own.
 RATE_LIMIT_REQUESTS_PER_MINUTE = env.int("RATE_LIMIT_REQUESTS_PER_MINUTE", default=0)

@@ -17,6 +17,13 @@ States (workers.models.TrustState) and how they move:
 A refuted job is refunded to its caller and its held earning forfeited; the
 worker is punished in stats and its speed estimates are dropped, so refuted
 work never counts towards the routing.
+
+A counted verdict pays its verifier's owner for the tokens it scored, passed or
+refuted alike (billing.services.pay_verifier): the pay never depends on the
+verdict, so a verifier gains nothing by passing or by refuting. A verdict counts
+only from a verifier whose standing lets it verify (verifier_tiers) when the
+verdict arrives; one that lost it meanwhile is not counted, nor paid. Verifiers
+are never new identities, so there is no earning of theirs to hold.
 """
 
 import logging
@@ -113,23 +120,35 @@ def finish_unavailable(*, job_id: str, reason: str) -> None:
     """No verifier could check it: a worker in good standing is paid; a new or
     suspect one's earning stays held until the identity is verified."""
     with transaction.atomic():
-        verification = Verification.objects.select_for_update().get(job_id=job_id)
-        verification.status, verification.reason, verification.finished_at = Verification.Status.UNAVAILABLE, reason[:300], timezone.now()
-        verification.save()
-        billing.set_verification(job_id=job_id, status=Verification.Status.UNAVAILABLE)
-        billing.send_held_complete(job_id=job_id)
-        if in_good_standing(verification.worker_id):
-            billing.settle_job(job_id=job_id)
+        _unavailable(Verification.objects.select_for_update().get(job_id=job_id), reason=reason)
+
+
+def _unavailable(verification: Verification, *, reason: str) -> None:
+    verification.status, verification.reason, verification.finished_at = Verification.Status.UNAVAILABLE, reason[:300], timezone.now()
+    verification.save()
+    job_id = verification.job_id
+    billing.set_verification(job_id=job_id, status=Verification.Status.UNAVAILABLE)
+    billing.send_held_complete(job_id=job_id)
+    if in_good_standing(verification.worker_id):
+        billing.settle_job(job_id=job_id)
 
 
 def apply_verdict(
-    *, job_id: str, verifier_id: int, verdict: Verdict, prompt_tokens: int, completion_tokens: int, seconds: float
+    *, job_id: str, verifier_id: int, verdict: Verdict, prompt_tokens: int, completion_tokens: int, seconds: float,
+    scored: tuple[int, int],
 ) -> None:
-    """Record the verdict; move the identity; pay, refund or reprice the job."""
+    """Record the verdict; move the identity; pay, refund or reprice the job; pay the verifier
+    for the (prompt, completion) tokens it `scored` (its counts within the usage bounds)."""
     with transaction.atomic():
         verification = Verification.objects.select_for_update().get(job_id=job_id)
         if verification.status != Verification.Status.PENDING:
             return  # decided already (a verdict is applied once)
+        verifier = Worker.objects.filter(pk=verifier_id).values("trust_state", "owner_key_hash", "payout_address").first()
+        if verifier is None or verifier["trust_state"] not in verifying_states():
+            # It lost its standing while it scored (a refutation of its own work, the operator).
+            verification.verifier_id = verifier_id if verifier is not None else None  # kept for the admin
+            _unavailable(verification, reason="the verifier's verdict does not count: it is no longer in good standing")
+            return
         verification.verifier_id = verifier_id
         verification.status = Verification.Status.PASSED if verdict.passed else Verification.Status.FAILED
         verification.reason = verdict.reason[:300]
@@ -142,12 +161,23 @@ def apply_verdict(
         if verdict.passed:
             # The verifier tokenized the text with the real model: its count is billed.
             billing.reprice_job(job_id=job_id, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+            _pay_verifier(verifier, job_id=job_id, scored=scored, seconds=seconds, refuted=False)
             billing.send_held_complete(job_id=job_id)
             _passed(worker_id, job_id=job_id)
         else:
+            # Paid before the refund: on what the caller paid for the work it caught.
+            _pay_verifier(verifier, job_id=job_id, scored=scored, seconds=seconds, refuted=True)
             billing.refund_job(job_id=job_id, reason=f"refuted by verification: {verdict.reason}")
             strike(worker_id, kind=TrustEvent.Kind.REFUTED, job_id=job_id, detail=f"a job failed verification: {verdict.reason}")
             stats.forget_speed(worker_id=worker_id, reason=stats.Failure.REFUTED)
+
+
+def _pay_verifier(verifier: dict[str, Any], *, job_id: str, scored: tuple[int, int], seconds: float, refuted: bool) -> None:
+    billing.pay_verifier(
+        job_id=job_id, owner_key_hash=verifier["owner_key_hash"], payout_address=verifier["payout_address"],
+        prompt_tokens=scored[0], completion_tokens=scored[1], refuted=refuted, seconds=seconds,
+        per_1k=settings.TRUST_VERIFY_PRICE_PER_1K_TOKENS,
+    )
 
 
 def _passed(worker_id: int, *, job_id: str) -> None:
@@ -182,6 +212,11 @@ def verifier_tiers() -> tuple[tuple[str, ...], ...]:
     if settings.TRUST_VERIFIERS == "trusted":
         return ((TrustState.TRUSTED,),)
     return ((TrustState.TRUSTED,), tuple(GOOD_STANDING))
+
+
+def verifying_states() -> frozenset[str]:
+    """The trust states whose verdicts count."""
+    return frozenset(state for tier in verifier_tiers() for state in tier)
 
 
 def verifier_need(*, check: Check, worker_id: int, states: tuple[str, ...]) -> Need | None:

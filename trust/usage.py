@@ -91,3 +91,9 @@ def bounded(
     if prompt > max_prompt_tokens(request) or completion > max_completion_tokens(request, text=text, choices=choices):
         return Counted(own.prompt_tokens, own.completion_tokens, estimated=True, corrected=True)
     return Counted(prompt, completion)
+
+
+def scored(*, request: dict[str, Any], completion: str, prompt_tokens: int, completion_tokens: int) -> tuple[int, int]:
+    """The prompt and completion tokens a verifier is paid for scoring: its own counts, within
+    the bounds a worker's usage is held to (a verifier is a worker too, and its word is not money)."""
+    return min(prompt_tokens, max_prompt_tokens(request)), min(completion_tokens, max_completion_tokens(request, text=completion))

@@ -20,7 +20,7 @@ from workers.dispatch import AllBusy, FrameTimeout, LayerDown, Timeouts, WorkerG
 from workers.protocol import VERIFY_URL, verify_request
 from workers.services import NoWorkerFits
 
-from . import services, verdict
+from . import services, usage, verdict
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +57,13 @@ async def run(*, check: services.Check, worker_id: int) -> None:
         judged = verdict.decide(
             request=check.request, tokens=scores["tokens"], end=scores.get("end"), finish_reason=check.finish_reason, same_prompt=same_prompt,
         )
+        scored = usage.scored(
+            request=check.request, completion=check.completion, prompt_tokens=scores["prompt_tokens"],
+            completion_tokens=scores["completion_tokens"],
+        )
         await _apply(
             job_id=check.job_id, verifier_id=verifier_id, verdict=judged, prompt_tokens=scores["prompt_tokens"],
-            completion_tokens=scores["completion_tokens"], seconds=seconds,
+            completion_tokens=scores["completion_tokens"], seconds=seconds, scored=scored,
         )
         _wake_remote_billing()
     except Exception:
@@ -67,7 +71,7 @@ async def run(*, check: services.Check, worker_id: int) -> None:
 
 
 def _wake_remote_billing() -> None:
-    """A verdict may have released a held `complete` for the remote billing backend."""
+    """A verdict may have released a held `complete`, or queued a verifier's payout, for the remote billing backend."""
     billing.deliver_queued()
 
 

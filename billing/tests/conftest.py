@@ -95,6 +95,8 @@ def remote_queen(server_env, billing_server, tmp_path_factory):
         "BILLING_RETRY_MAX_DELAY": "0.5",
         "BILLING_OUTBOX_POLL": "0.5",
         "CACHE_KEY_PREFIX": tag(),  # its own check cache when Redis is shared
+        # The backend is told of verifiers' payouts (trust/tests/test_remote_holds.py).
+        "BILLING_REMOTE_VERIFY_PAYOUTS": "1",
         "LOG_LEVEL": "DEBUG",
     }
     process = QueenProcess(env, name="test-billing-queen").start()

@@ -11,6 +11,7 @@ from billing import prices
 from billing import services as billing
 from billing.models import LedgerEntry
 from stats.models import WorkerStats
+from trust.models import Verification
 from workers.models import TrustState
 
 from .helpers import connect, make_job, make_worker, measure, new_identity
@@ -104,7 +105,7 @@ def test_it_shows_jobs_failures_and_earnings_from_the_ledger(browser):
     make_job(worker=mine, proof_of_work=True)
     page = show(browser, "earning-key")
     assert re.search(r'data-col="jobs">7<', page) and re.search(r'data-col="failures">2<', page)
-    assert earnings(page) == {"credits": 7, "jobs_paid": 2, "unpaid_proof_jobs": 1, "held": 0, "forfeited": 0}
+    assert earnings(page) == {"credits": 7, "jobs_paid": 2, "unpaid_proof_jobs": 1, "held": 0, "forfeited": 0, "verifying": 0}
 
 
 def earnings(page: str) -> dict[str, int]:
@@ -144,8 +145,22 @@ def test_held_earnings_are_shown_until_paid_and_forfeited_ones_apart(browser):
     hold(worker=connect(auth_key="someone-else"), owner_account=owner, held=100)  # not theirs
     page = show(browser, "hold-key")
     paid = prices.worker_share(100, settings.BILLING_WORKER_SHARE)
-    assert earnings(page) == {"credits": paid, "jobs_paid": 1, "unpaid_proof_jobs": 0, "held": 11, "forfeited": 4}
+    assert earnings(page) == {"credits": paid, "jobs_paid": 1, "unpaid_proof_jobs": 0, "held": 11, "forfeited": 4, "verifying": 0}
     assert "(2 jobs)" in page and "(1 job)" in page
+
+
+def test_a_verifiers_owner_sees_what_checking_others_jobs_earned_and_the_checked_owner_does_not(browser):
+    verifier = connect(auth_key="verifier-key", trust_state=TrustState.TRUSTED)
+    checked = connect(auth_key="checked-key")
+    owner = billing.create_account(name="verifier owner", credits=0)
+    for amount in (2, 3):
+        job = make_job(worker=checked)
+        Verification.objects.create(job_id=job.public_id, worker=checked, verifier=verifier, status="failed")
+        billing.credit(account_id=owner.pk, amount=amount, kind="verify_earning", job_id=job.pk)
+    assert earnings(show(browser, "verifier-key"))["verifying"] == 5
+    assert "(2 jobs)" in show(browser, "verifier-key")
+    assert earnings(show(browser, "checked-key"))["verifying"] == 0
+    assert earnings(show(browser, "checked-key"))["credits"] == 0
 
 
 @pytest.mark.parametrize("by", ["pubkey", "identity", "user id"])
