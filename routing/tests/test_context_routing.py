@@ -126,3 +126,10 @@ def test_a_worker_claiming_a_window_it_lacks_refuses_and_another_serves(start_wo
     for _ in range(2):
         assert http.post("/v1/chat/completions", json=chat(LONG)).status_code == 200
     assert len(honest.jobs) == 2 and len(liar.jobs) <= 2
+
+
+def test_the_public_worker_list_shows_each_window(start_worker, http):
+    start_worker(context_length=SMALL, capabilities=["llama-infer", "ctx-listed"])
+    start_worker(capabilities=["llama-infer", "ctx-listed"])
+    listed = [w["context_length"] for w in http.get("/worker/detail").json() if "ctx-listed" in w["capabilities"]]
+    assert sorted(listed) == [0, SMALL]
