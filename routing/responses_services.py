@@ -10,6 +10,7 @@ A response is stored (unless `store: false`) before it is returned, or before
 `response.completed` is sent, so a caller may continue it at once.
 """
 
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -19,7 +20,7 @@ from django import db
 from rest_framework.exceptions import ValidationError
 
 from api.auth import Caller
-from api.errors import InvalidRequest, NotFound
+from api.errors import ApiError, InvalidRequest, NotFound
 from finetune import selectors as fine_tuned
 
 from . import services
@@ -31,6 +32,17 @@ log = logging.getLogger(__name__)
 
 # Chat fields built from Responses fields: an error in one names the field the caller sent.
 CALLER_NAMES = {"messages": "input", "max_tokens": "max_output_tokens", "response_format": "text.format"}
+
+
+@contextlib.contextmanager
+def _named_as_sent():
+    """The chat path's refusals (a prompt too long for every worker, a feature
+    none has) name the Responses field the caller sent."""
+    try:
+        yield
+    except ApiError as exc:
+        exc.param = CALLER_NAMES.get(exc.param, exc.param)
+        raise
 
 # Job ids of Responses requests: resp-<hex>, the Response id too.
 PREFIX = "resp"
@@ -83,7 +95,8 @@ async def create_response(*, body: dict[str, Any], caller: Caller, owner: str, b
     """A Response, generated as one chat completion."""
     context = await _context(owner=owner, body=body)
     spec = await _spec(body=body, context=context, caller=caller, base_url=base_url)
-    completion = await services.complete(spec=spec, prefix=PREFIX, object_name="chat.completion")
+    with _named_as_sent():
+        completion = await services.complete(spec=spec, prefix=PREFIX, object_name="chat.completion")
     response = response_from_completion(completion, body=body)
     await _store(owner=owner, body=body, context=context, response=response)
     return response
@@ -94,7 +107,8 @@ async def stream_response(*, body: dict[str, Any], caller: Caller, owner: str, b
     then return the Responses events of the rest."""
     context = await _context(owner=owner, body=body)
     spec = await _spec(body=body, context=context, caller=caller, base_url=base_url)
-    chunks = await services.stream(spec=spec, prefix=PREFIX, object_name="chat.completion.chunk")
+    with _named_as_sent():
+        chunks = await services.stream(spec=spec, prefix=PREFIX, object_name="chat.completion.chunk")
     return _events(chunks, body=body, owner=owner, context=context)
 
 

@@ -34,9 +34,10 @@ from stats.models import EMBEDDINGS, kind_for
 from stats.services import Failure, JobOutcome
 from trust import usage as usage_bounds
 from trust.services import Check
-from workers.dispatch import AllBusy, FrameTimeout, JobHandle, LayerDown, Timeouts, WorkerGone, any_worker_fits, claim_job
+from workers.dispatch import AllBusy, FrameTimeout, JobHandle, LayerDown, Timeouts, WorkerGone, any_worker_fits, claim_job, largest_context
 from workers.services import Need, NoWorkerFits
 
+from . import context as request_context
 from . import continuation, keepalive
 from . import features as request_features
 from .models import Job
@@ -178,7 +179,7 @@ async def open_on_worker(spec: JobSpec, *, prefix: str, failed_workers: set[int]
         try:
             handle = await claim_job(need=need, queue_timeout=settings.QUEUE_TIMEOUT)
         except NoWorkerFits as exc:
-            raise last_error or await _missing_feature(spec) or NoWorkerAvailable(str(exc), code="no_worker_fits") from None
+            raise last_error or await _too_long(spec) or await _missing_feature(spec) or NoWorkerAvailable(str(exc), code="no_worker_fits") from None
         except LayerDown:  # the live pool (Redis) is unreachable
             raise ChannelLayerDown("Queenbee cannot reach its workers right now (channel layer down); retry shortly.") from None
         except AllBusy:
@@ -203,7 +204,7 @@ async def open_on_worker(spec: JobSpec, *, prefix: str, failed_workers: set[int]
             if spec.ends_with_marker and not first:
                 raise WorkerErrorFrame("the worker ended the job without any output")
         except WorkerErrorFrame as exc:
-            last_error, failure = _client_or_worker_error(str(exc), prompt_field="prompt" if "prompt" in spec.payload else "messages"), failure_of(exc)
+            last_error, failure = _client_or_worker_error(str(exc), prompt_field=_prompt_field(spec)), failure_of(exc)
         except WorkerGone as exc:
             last_error, failure = WorkerFailed(f"The worker failed before answering: {exc}."), failure_of(exc)
         except FrameTimeout as exc:
@@ -231,6 +232,28 @@ async def _first_frame(handle: JobHandle, frames: AsyncIterator[dict[str, Any]])
         raise
 
 
+def _prompt_field(spec: JobSpec) -> str:
+    return "prompt" if "prompt" in spec.payload else "messages"
+
+
+async def _too_long(spec: JobSpec) -> ApiError | None:
+    """OpenAI's 400 for a too-long request, when context is why no worker fits.
+
+    Workers that could serve the request but for their context exist, and each
+    announced a window too small for it (routing/context.py counts what it
+    needs). A worker that announced none would have fitted: then, or when no
+    worker could serve it whatever its context, this is not the reason.
+    """
+    if not spec.need.context_tokens:
+        return None
+    largest = await largest_context(need=spec.need)
+    if largest is None or largest >= spec.need.context_tokens:
+        return None  # none fits whatever its context, or one that holds it just joined
+    field = _prompt_field(spec)
+    need = request_context.context_need(spec.payload)
+    return InvalidRequest(request_context.describe_too_long(need, largest=largest, field=field), param=field, code="context_length_exceeded")
+
+
 async def _missing_feature(spec: JobSpec) -> ApiError | None:
     """A 400 naming the feature and field, when a feature is why no worker fits.
 
@@ -241,7 +264,8 @@ async def _missing_feature(spec: JobSpec) -> ApiError | None:
     if not spec.features:
         return None
     needed = {feature for feature, _ in spec.features}
-    base = dataclasses.replace(spec.need, capabilities=tuple(c for c in spec.need.capabilities if c not in needed))
+    # Whatever their context: a feature no worker has is named however long the request is.
+    base = dataclasses.replace(spec.need, capabilities=tuple(c for c in spec.need.capabilities if c not in needed), context_tokens=0)
     if not await any_worker_fits(need=base):
         return None
     for feature, field in spec.features:
@@ -400,7 +424,8 @@ def usage_from(reply: dict[str, Any]) -> Usage | None:
 
 
 def chat_spec(*, data: dict[str, Any], caller: Caller, openai_url: str = "/v1/chat/completions") -> JobSpec:
-    """A chat or text completion's job: it needs `llama-infer` and the features its fields ask for."""
+    """A chat or text completion's job: it needs `llama-infer`, the features its
+    fields ask for, and a context window that holds it (routing/context.py)."""
     features = tuple(request_features.needed_features(data).items())
     if data.get("max_completion_tokens") and not data.get("max_tokens"):
         # The original worker's llama-cpp-python knows only the older name.
@@ -414,7 +439,8 @@ def chat_spec(*, data: dict[str, Any], caller: Caller, openai_url: str = "/v1/ch
         total_default=settings.TOTAL_TIMEOUT,
         stream=bool(data.get("stream")),
     )
-    return dataclasses.replace(spec, features=features)
+    need = dataclasses.replace(spec.need, context_tokens=request_context.context_need(data).total)
+    return dataclasses.replace(spec, need=need, features=features)
 
 
 def shape_completion(reply: dict[str, Any], job: OpenedJob, *, object_name: str) -> tuple[dict[str, Any], Usage]:

@@ -95,6 +95,7 @@ def connect_message(
     auth_key: str,
     ln_address: str,
     features: list[str] | None = None,
+    context_length: int = 0,
 ) -> dict[str, Any]:
     """The original worker's connect message, in its wire order, signed before the GPUs are filled in."""
     msg: dict[str, Any] = {
@@ -117,6 +118,8 @@ def connect_message(
         "web_gpus": [],
         "models": models,
     }
+    if context_length:
+        msg["context_length"] = context_length  # Queenbee's additive field, signed; the original sends none
     if features:
         msg["features"] = features  # Queenbee's additive field; the original sends none
     if privkey:
@@ -142,6 +145,7 @@ class FakeWorker:
     auth_key: str = ""
     ln_address: str = "DONT_PAY_ME"
     features: list[str] = field(default_factory=list)
+    context_length: int = 0  # the context window it announces; 0 sends none, as the original
     signed: bool = True
     privkey: bytes = field(default_factory=lambda: os.urandom(32))
     jobs: list[dict[str, Any]] = field(default_factory=list)
@@ -184,6 +188,7 @@ class FakeWorker:
             auth_key=self.auth_key,
             ln_address=self.ln_address,
             features=self.features,
+            context_length=self.context_length,
         )
 
     def start(self, first_frame: str | bytes | None = None) -> "FakeWorker":

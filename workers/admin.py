@@ -7,7 +7,7 @@ class ConnectionInline(admin.TabularInline):
     model = Connection
     extra = 0
     can_delete = False
-    fields = ("process", "state", "job_id", "current_model", "gpu_memory_mib", "connected_at", "stray_frames", "bad_frames")
+    fields = ("process", "state", "job_id", "current_model", "gpu_memory_mib", "context_length", "connected_at", "stray_frames", "bad_frames")
     readonly_fields = fields
 
 
@@ -34,7 +34,7 @@ class WorkerAdmin(admin.ModelAdmin):
 
 @admin.register(Connection)
 class ConnectionAdmin(admin.ModelAdmin):
-    list_display = ("worker", "process", "state", "job_id", "current_model", "gpu_memory_mib", "connected_at")
+    list_display = ("worker", "process", "state", "job_id", "current_model", "gpu_memory_mib", "context_length", "connected_at")
     list_filter = ("state", "process")
     readonly_fields = [f.name for f in Connection._meta.fields]
 

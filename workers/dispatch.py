@@ -248,6 +248,16 @@ async def any_worker_fits(*, need: Need) -> bool:
         return False
 
 
+async def largest_context(*, need: Need) -> int | None:
+    """The largest context window a live connection that could serve `need`
+    (whatever its context) announced; None when none did or the live pool cannot
+    be reached (routing names a too-long request by it)."""
+    try:
+        return await live_pool().largest_context(need=need)
+    except PoolDown:
+        return None
+
+
 async def _enqueue(**kwargs) -> None:
     try:
         await live_pool().enqueue(**kwargs)

@@ -102,6 +102,9 @@ class Connection(models.Model):
     gpu_memory_mib = models.FloatField(default=0)
     ram_bytes = models.PositiveBigIntegerField(default=0)
     disk_space_mib = models.PositiveBigIntegerField(default=0)
+    # The context window in tokens it announced (Queenbee's additive connect
+    # field); 0 when it said nothing, as the original worker never does.
+    context_length = models.PositiveIntegerField(default=0)
     advertised_models = models.JSONField(default=list)
     # Where the socket comes from, so a verifier is never at its checked worker's address.
     address = models.CharField(max_length=64, blank=True)

@@ -13,6 +13,9 @@ class WorkerDetail(serializers.Serializer):
     worker_version = serializers.CharField(allow_blank=True)
     capabilities = serializers.ListField(child=serializers.CharField())
     gpu_cnt = serializers.IntegerField()
+    context_length = serializers.IntegerField(
+        help_text="The context window in tokens the worker announced; 0 when it did not say (it is then assumed to hold any request).",
+    )
     perf = serializers.FloatField(allow_null=True, help_text="Seconds per token at the reference model size.")
     cnt = serializers.IntegerField(help_text="Jobs served.")
     punished = serializers.BooleanField()

@@ -24,6 +24,7 @@ release only when somebody waits in line.
 import asyncio
 import bisect
 import contextlib
+import dataclasses
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -254,6 +255,12 @@ class MemoryPool:
         standing = await _standings(worker_ids={e.worker_id for e in fitting}, size=0, capabilities=need.capabilities)
         return any(need.fits_trust(s.trust_state) for s in standing.values())
 
+    async def largest_context(self, *, need: Need) -> int | None:
+        """The largest context window announced by a connection that could serve
+        `need` whatever its context, free or not; None when none announced one."""
+        loose = dataclasses.replace(need, context_tokens=0)
+        return await largest_announced_context([e for e in self.live.values() if e.facts.context_length and loose.fits(e.facts, check_trust=False)], loose)
+
     async def _healthy_one_is_busy(self, need: Need) -> bool:
         busy = self._fitting((e for e in self.live.values() if e.state != FREE), need)
         standing = await _standings(worker_ids={e.worker_id for e in busy}, size=0, capabilities=need.capabilities)
@@ -339,6 +346,21 @@ class MemoryPool:
 
     def note_job(self, *, connection_id: int) -> None:
         pass  # the claim wrote it
+
+
+async def largest_announced_context(entries: list[Live], need: Need) -> int | None:
+    """The largest context window of `entries` whose trust state `need` takes.
+
+    Only on the way to a refusal (the request is too long for every worker),
+    so the entries may be many: the standings are read for the largest
+    CANDIDATE_LIMIT of them only.
+    """
+    largest = sorted(entries, key=lambda e: e.facts.context_length, reverse=True)[:CANDIDATE_LIMIT]
+    if not largest:
+        return None
+    standing = await _standings(worker_ids={e.worker_id for e in largest}, size=0, capabilities=need.capabilities)
+    sizes = [e.facts.context_length for e in largest if e.worker_id in standing and need.fits_trust(standing[e.worker_id].trust_state)]
+    return max(sizes, default=None)
 
 
 _unregister = on_db_threads(services.unregister_connection)

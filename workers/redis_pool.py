@@ -24,6 +24,7 @@ the script only decides who wins.
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import time
@@ -38,7 +39,9 @@ from runtime.process import process
 
 from . import choice, services
 from .liveness import registry
-from .pool import CANDIDATE_LIMIT, HANDOFF_SCAN, REGISTRATION_WAIT, Live, PoolDown, StateMirror, _standings, _unregister
+from .pool import (
+    CANDIDATE_LIMIT, HANDOFF_SCAN, REGISTRATION_WAIT, Live, PoolDown, StateMirror, _standings, _unregister, largest_announced_context,
+)
 from .services import Claim, ConnectionFacts, Need, NoWorkerFits
 
 log = logging.getLogger(__name__)
@@ -119,13 +122,16 @@ def _facts_json(entry: Live) -> str:
     return json.dumps([
         entry.channel_name, entry.worker_id, entry.current_model, list(entry.models),
         f.capabilities_text, f.version_key, f.is_web, f.gpu_memory_mib, f.ram_bytes, f.disk_space_mib,
-        f.pubkey, f.identity, f.slug, f.owner_key_hash, f.address,
+        f.pubkey, f.identity, f.slug, f.owner_key_hash, f.address, f.context_length,
     ])
 
 
 def _entry(connection_id: int, text: bytes) -> Live:
-    (channel, worker_id, model, models, caps, version, is_web, gpu, ram, disk, pubkey, identity, slug, owner, address) = json.loads(text)
-    facts = ConnectionFacts(worker_id, caps, version, is_web, gpu, ram, disk, pubkey, identity, slug, owner, "", address)
+    # Facts an older process published (during a rolling deploy) end before the
+    # context length: that worker is taken to have said nothing.
+    (channel, worker_id, model, models, caps, version, is_web, gpu, ram, disk, pubkey, identity, slug, owner, address, *later) = json.loads(text)
+    context_length = later[0] if later else 0
+    facts = ConnectionFacts(worker_id, caps, version, is_web, gpu, ram, disk, pubkey, identity, slug, owner, "", address, context_length)
     return Live(connection_id, channel, worker_id, facts, model, tuple(models))
 
 
@@ -341,6 +347,17 @@ class RedisPool:
             return False
         standing = await _standings(worker_ids={e.worker_id for e in fitting}, size=0, capabilities=need.capabilities)
         return any(need.fits_trust(s.trust_state) for s in standing.values())
+
+    async def largest_context(self, *, need: Need) -> int | None:
+        """The largest context window announced by a connection of a live process
+        that could serve `need` whatever its context; None when none announced one."""
+        loose = dataclasses.replace(need, context_tokens=0)
+        try:
+            await self._refresh()
+            fitting = await self._held_alive([e for e in self.entries.values() if e.facts.context_length and loose.fits(e.facts, check_trust=False)])
+        except redis.RedisError as exc:
+            raise PoolDown(f"the live pool (Redis) is unreachable: {exc}") from exc
+        return await largest_announced_context(fitting, loose)
 
     async def _held_alive(self, entries: list[Live]) -> list[Live]:
         """The entries whose holding process is alive: a dead one's stay until a

@@ -35,13 +35,13 @@ def worker_detail(*, query: str = "", caller_token: str = "") -> list[dict[str, 
         )
     rows = list(
         connections.values_list(
-            "state", "worker_id", "worker__worker_version", "capabilities_text", "worker__gpu_count",
+            "state", "worker_id", "worker__worker_version", "capabilities_text", "worker__gpu_count", "context_length",
             "worker__owner_key_hash", "worker__trust_state", "worker__trust_reason",
         )
     )
     figures = stats_selectors.public_figures(worker_ids={row[1] for row in rows})
     entries = []
-    for state, worker_id, version, capabilities_text, gpu_count, owner, trust, reason in rows:
+    for state, worker_id, version, capabilities_text, gpu_count, context_length, owner, trust, reason in rows:
         owned = {"trust": trust, "trust_reason": reason} if owner and owner in owner_hashes else {}
         measured = figures[worker_id]
         entries.append(
@@ -51,6 +51,7 @@ def worker_detail(*, query: str = "", caller_token: str = "") -> list[dict[str, 
                 "worker_version": version,
                 "capabilities": [c for c in capabilities_text.split(",") if c],
                 "gpu_cnt": gpu_count,
+                "context_length": context_length,
                 "perf": measured.perf,
                 "cnt": measured.inferences,
                 "punished": measured.punished,

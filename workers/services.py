@@ -6,7 +6,7 @@ one rule of whether a connection fits a need (`Need.fits`).
 """
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -53,6 +53,9 @@ class Need:
     exclude_owner: str = ""
     exclude_address: str = ""
     trust_states: tuple[str, ...] = ()
+    # Tokens of context the job needs at least (routing/context.py: a lower bound
+    # of its prompt plus its max_tokens); 0 = any context will do.
+    context_tokens: int = 0
 
     @property
     def gpu_mib(self) -> float:
@@ -78,12 +81,17 @@ class Need:
             "exclude_owner": self.exclude_owner,
             "exclude_address": self.exclude_address,
             "trust_states": list(self.trust_states),
+            "context_tokens": self.context_tokens,
         }
 
     @classmethod
     def from_dict(cls, data: dict) -> "Need":
+        """The need of a waiter, whichever process enqueued it: keys this version
+        does not know (a newer process's, during a rolling deploy) are ignored,
+        and those it misses take their defaults."""
+        known = {f.name for f in fields(cls)}
         return cls(**{
-            **data,
+            **{k: v for k, v in data.items() if k in known},
             "capabilities": tuple(data["capabilities"]),
             "exclude_workers": frozenset(data["exclude_workers"]),
             "trust_states": tuple(data.get("trust_states", ())),
@@ -111,6 +119,13 @@ class Need:
         if c.worker_id in self.exclude_workers:
             return False
         if check_trust and not self.fits_trust(c.trust_state):
+            return False
+        # A worker that announced its context window must hold the job's tokens;
+        # one that said nothing (0: the original worker never says) is assumed
+        # to, and refuses by itself if not ("exceed context window", which
+        # routing retries elsewhere). A worker claiming more than it has only
+        # earns itself jobs it then fails.
+        if self.context_tokens and 0 < c.context_length < self.context_tokens:
             return False
         if self.exclude_owner and c.owner_key_hash == self.exclude_owner:
             return False
@@ -143,6 +158,8 @@ class Need:
                 parts.append(f"{key} as given in gpu_filter")
         if self.worker_kind == "web":
             parts.append("a browser worker")
+        if self.context_tokens:
+            parts.append(f"a context window of at least {self.context_tokens} tokens")
         return "; ".join(parts)
 
 
@@ -163,11 +180,12 @@ class ConnectionFacts:
     owner_key_hash: str
     trust_state: str
     address: str
+    context_length: int = 0  # the worker's context window in tokens; 0 = it did not say
 
     FIELDS = (
         "worker_id", "capabilities_text", "version_key", "is_web", "gpu_memory_mib", "ram_bytes",
         "disk_space_mib", "worker__pubkey", "worker__identity", "worker__slug", "worker__owner_key_hash",
-        "worker__trust_state", "address",
+        "worker__trust_state", "address", "context_length",
     )
 
 
@@ -224,6 +242,7 @@ def register_connection(*, process_id: int, channel_name: str, info: ConnectInfo
                 gpu_memory_mib=info.gpu_memory_mib,
                 ram_bytes=info.ram_bytes,
                 disk_space_mib=info.disk_space_mib,
+                context_length=info.context_length,
                 advertised_models=list(info.models),
                 address=address[:64],
                 current_model=info.models[0] if info.models else "",
@@ -252,6 +271,7 @@ def facts_of(info: ConnectInfo, *, worker_id: int, address: str) -> ConnectionFa
         owner_key_hash=hash_secret(info.auth_key),
         trust_state="",
         address=address[:64],
+        context_length=info.context_length,
     )
 
 

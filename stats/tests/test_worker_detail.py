@@ -22,7 +22,7 @@ def test_it_lists_live_workers_and_never_an_identifier(start_worker, queen, db_a
     text = response.text
     mine = [e for e in response.json() if tag in e["capabilities"]]
     assert len(mine) == 2
-    assert set(mine[0]) == {"busy", "worker_version", "capabilities", "gpu_cnt", "perf", "cnt", "punished"}
+    assert set(mine[0]) == {"busy", "worker_version", "capabilities", "gpu_cnt", "context_length", "perf", "cnt", "punished"}
     secrets = {auth_key, ln_address, slug, "127.0.0.1", *(w.pubkey for w in workers)}
     secrets |= {w.pubkey[:20] for w in workers}  # not even a prefix
     secrets |= set(Worker.objects.filter(connections__isnull=False).values_list("pubkey", flat=True)) - {""}
