@@ -2,8 +2,8 @@
 
 Pure: no Django. Workers may announce their context window (the connect
 message's `context_length`, workers/protocol.py); a request goes only to a
-worker whose window holds its prompt and the completion it asks for
-(`Need.context_tokens`, matched by `Need.fits`), and when none does the caller
+worker whose window holds its prompt (`Need.context_tokens`, matched by
+`Need.fits`), and when none does the caller
 gets OpenAI's 400 `context_length_exceeded` (routing/services.py).
 
 Queenbee has no tokenizer of the worker's model, so the prompt is counted as a
@@ -31,10 +31,11 @@ What is counted: the text of every message (content parts' text, tool calls'
 names and arguments) and the tool definitions, which a worker with the `tools`
 feature renders into the prompt; the chat template's own tokens and images are
 not (they would only raise the bound). A completion's list of prompts counts
-its longest, each being its own sequence. The completion's share is the
-caller's `max_completion_tokens` or `max_tokens` when given, as OpenAI counts
-it; without one, a worker writes until its window is full, which needs no room
-of its own. Counting is linear in the text: about 0.1 s per MB, as parsing the
+its longest, each being its own sequence. `max_tokens` (or
+`max_completion_tokens`) is not counted: it is an upper bound, and a
+llama.cpp worker cuts a completion where its window ends (`finish_reason`
+"length"), so a caller sending the common `max_tokens: 4096` to workers with a
+4096-token window is served, not refused. Counting is linear in the text: about 0.1 s per MB, as parsing the
 body's JSON costs.
 """
 
@@ -56,11 +57,6 @@ class ContextNeed:
     """The tokens a request needs in a worker's context window, at least."""
 
     prompt_tokens: int  # a lower bound of the prompt's tokens
-    completion_tokens: int  # what the caller asked for at most (0: not said)
-
-    @property
-    def total(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
 
 
 def tokens_at_least(text: str) -> int:
@@ -70,7 +66,7 @@ def tokens_at_least(text: str) -> int:
 
 def context_need(data: dict[str, Any]) -> ContextNeed:
     """What a chat or text completion request (its validated body) needs."""
-    return ContextNeed(_prompt_tokens(data), _completion_tokens(data))
+    return ContextNeed(_prompt_tokens(data))
 
 
 def _prompt_tokens(data: dict[str, Any]) -> int:
@@ -98,20 +94,10 @@ def _message_text(message: dict[str, Any]) -> str:
     return text
 
 
-def _completion_tokens(data: dict[str, Any]) -> int:
-    for key in ("max_completion_tokens", "max_tokens"):
-        value = data.get(key)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-    return 0
-
-
 def describe_too_long(need: ContextNeed, *, largest: int, field: str) -> str:
     """The refusal's message when no worker's window holds the request, as OpenAI words it."""
-    completion = f" and {need.completion_tokens} for the completion (max_tokens)" if need.completion_tokens else ""
     return (
-        f"This request needs a context window of at least {need.total} tokens: at least {need.prompt_tokens} "
-        f"in the {field} (a lower bound, counted from the text){completion}. The largest context window of a "
-        f"connected worker that can serve it is {largest} tokens. Please reduce the length of the {field}"
-        f"{' or of the completion' if need.completion_tokens else ''}."
+        f"This request needs a context window of at least {need.prompt_tokens} tokens for its {field} "
+        f"(a lower bound, counted from the text). The largest context window of a connected worker that can "
+        f"serve it is {largest} tokens. Please reduce the length of the {field}."
     )

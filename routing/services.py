@@ -439,7 +439,7 @@ def chat_spec(*, data: dict[str, Any], caller: Caller, openai_url: str = "/v1/ch
         total_default=settings.TOTAL_TIMEOUT,
         stream=bool(data.get("stream")),
     )
-    need = dataclasses.replace(spec.need, context_tokens=request_context.context_need(data).total)
+    need = dataclasses.replace(spec.need, context_tokens=request_context.context_need(data).prompt_tokens)
     return dataclasses.replace(spec, need=need, features=features)
 
 
