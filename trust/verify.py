@@ -16,7 +16,9 @@ from django.conf import settings
 
 from billing import services as billing
 from runtime.db import on_db_threads
-from workers.dispatch import AllBusy, FrameTimeout, LayerDown, Timeouts, WorkerGone, any_worker_fits, claim_job
+from workers.dispatch import AllBusy, FrameTimeout, LayerDown, Timeouts, WorkerGone, claim_job
+from workers.live import live_pool
+from workers.pool import PoolDown
 from workers.protocol import VERIFY_URL, verify_request
 from workers.services import Need, NoWorkerFits
 
@@ -84,12 +86,16 @@ def _wake_remote_billing() -> None:
 async def _anyone_could_verify(*, check: services.Check, worker_id: int) -> bool:
     """Whether any live connection but the checked worker's could verify `check`,
     by the pool alone: a verifier_need without the owner and address (which
-    only narrow it), so False means every tier would find nobody."""
+    only narrow it), so False means every tier would find nobody. True when the
+    pool cannot be reached: the tiers' claims then fail as they always did."""
     need = Need(
         size=check.need.size, model=check.need.model, capabilities=("llama-infer", "verify"), worker_kind="cli",
         exclude_workers=frozenset({worker_id}), trust_states=tuple(dict.fromkeys(s for tier in services.verifier_tiers() for s in tier)),
     )
-    return await any_worker_fits(need=need)
+    try:
+        return await live_pool().fits_any(need=need)
+    except PoolDown:
+        return True
 
 
 async def _score(*, check: services.Check, worker_id: int) -> tuple[int, dict[str, Any], float] | str:
