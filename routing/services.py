@@ -692,17 +692,25 @@ async def _take_over(job: OpenedJob, spec: JobSpec, *, failure: Exception, prefi
 
 async def _part_events(job: OpenedJob, relay: StreamRelay) -> AsyncIterator[str]:
     """One worker's part of a stream as server-sent events, from its first frame
-    to its `{}` end, with keep-alives in its long gaps."""
+    to its `{}` end, with keep-alives in its long gaps. The events of frames that
+    arrived together are one string: one body message, one socket write."""
     async with aclosing(keepalive.frames(job.frames, interval=settings.STREAM_KEEPALIVE_INTERVAL)) as rest:
-        frame: dict[str, Any] | str | None = job.first
-        while frame:
-            if isinstance(frame, str):
-                yield frame
-            elif "error" in frame:
-                raise WorkerFailed(f"The worker failed mid-stream: {_error_from_frame(frame)}")
-            elif (chunk := relay.chunk(frame)) is not None:
-                yield sse(chunk)
-            frame = await anext(rest, None)
+        frames: list[dict[str, Any]] | str | None = [job.first]
+        while frames:
+            if isinstance(frames, str):
+                yield frames
+            else:
+                events = []
+                for frame in frames:
+                    if "error" in frame:
+                        if events:
+                            yield "".join(events)
+                        raise WorkerFailed(f"The worker failed mid-stream: {_error_from_frame(frame)}")
+                    if (chunk := relay.chunk(frame)) is not None:
+                        events.append(sse(chunk))
+                if events:
+                    yield "".join(events)
+            frames = await anext(rest, None)
 
 
 def _stream_error(exc: BaseException) -> ApiError:

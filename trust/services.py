@@ -246,3 +246,11 @@ def formats_like_the_reference_worker(*, worker_id: int) -> bool:
 
 def worker_address(worker_id: int) -> str:
     return Connection.objects.filter(worker_id=worker_id).order_by("-connected_at").values_list("address", flat=True).first() or ""
+
+
+def record_unavailable(*, check: Check, worker_id: int, reason: str) -> None:
+    """start_verification and finish_unavailable at once, in one transaction: for a
+    job nobody connected could verify, known before any verifier is asked."""
+    with transaction.atomic():
+        start_verification(check=check, worker_id=worker_id)
+        finish_unavailable(job_id=check.job_id, reason=reason)

@@ -17,8 +17,10 @@ from django.conf import settings
 from billing import services as billing
 from runtime.db import on_db_threads
 from workers.dispatch import AllBusy, FrameTimeout, LayerDown, Timeouts, WorkerGone, claim_job
+from workers.live import live_pool
+from workers.pool import PoolDown
 from workers.protocol import VERIFY_URL, verify_request
-from workers.services import NoWorkerFits
+from workers.services import Need, NoWorkerFits
 
 from . import services, usage, verdict
 
@@ -32,6 +34,7 @@ _need = on_db_threads(services.verifier_need)
 _start = on_db_threads(services.start_verification)
 _unavailable = on_db_threads(services.finish_unavailable)
 _apply = on_db_threads(services.apply_verdict)
+_record_unavailable = on_db_threads(services.record_unavailable)
 _formats_alike = on_db_threads(services.formats_like_the_reference_worker)
 
 
@@ -42,8 +45,17 @@ def schedule(*, check: services.Check, worker_id: int) -> None:
     task.add_done_callback(_tasks.discard)
 
 
+NO_VERIFIER = "no verifier in good standing serves this model"
+
+
 async def run(*, check: services.Check, worker_id: int) -> None:
     try:
+        if not await _anyone_could_verify(check=check, worker_id=worker_id):
+            # Most jobs of a new worker, where nobody announces `verify`: one
+            # database call instead of four, and no claim that must fail.
+            await _record_unavailable(check=check, worker_id=worker_id, reason=NO_VERIFIER)
+            _wake_remote_billing()
+            return
         await _start(check=check, worker_id=worker_id)
         outcome = await _score(check=check, worker_id=worker_id)
         if isinstance(outcome, str):
@@ -75,10 +87,25 @@ def _wake_remote_billing() -> None:
     billing.deliver_queued()
 
 
+async def _anyone_could_verify(*, check: services.Check, worker_id: int) -> bool:
+    """Whether any live connection but the checked worker's could verify `check`,
+    by the pool alone: a verifier_need without the owner and address (which
+    only narrow it), so False means every tier would find nobody. True when the
+    pool cannot be reached: the tiers' claims then fail as they always did."""
+    need = Need(
+        size=check.need.size, model=check.need.model, capabilities=("llama-infer", "verify"), worker_kind="cli",
+        exclude_workers=frozenset({worker_id}), trust_states=tuple(dict.fromkeys(s for tier in services.verifier_tiers() for s in tier)),
+    )
+    try:
+        return await live_pool().fits_any(need=need)
+    except PoolDown:
+        return True
+
+
 async def _score(*, check: services.Check, worker_id: int) -> tuple[int, dict[str, Any], float] | str:
     """Ask a verifier for its scores: (verifier id, scores, seconds), or why nobody could."""
     tiers = services.verifier_tiers()
-    reason = "no verifier in good standing serves this model"
+    reason = NO_VERIFIER
     for n, states in enumerate(tiers):
         need = await _need(check=check, worker_id=worker_id, states=states)
         if need is None:

@@ -130,11 +130,6 @@ class JobHandle:
             # In process the consumer's decoded frame; from another process its text.
             yield message["frame"] if "frame" in message else json.loads(message["text"])
 
-    def has_frames(self) -> bool:
-        """True when more of the worker's frames have arrived already: a stream
-        writes them together, in one send."""
-        return not self.inbox.empty()
-
     async def _receive(self, wait: float, *, first: bool) -> dict[str, Any]:
         what = "first reply" if first else "next frame"
         if wait <= 0:

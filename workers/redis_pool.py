@@ -236,6 +236,7 @@ class RedisPool:
             )
         except redis.RedisError:
             log.warning("could not remove a connection from the live pool (its holder's heartbeat will)", exc_info=True)
+        self.mirror.forget(connection_id)
         row_job, row_reply = await _unregister(connection_id=connection_id)
         if state and state.startswith(b"busy|"):
             _, job_id, reply, _ = state.decode().split("|", 3)

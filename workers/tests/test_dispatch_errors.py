@@ -9,7 +9,7 @@ from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
 
 from stats.tests.factories import make_worker
-from workers import live as pool_module
+from workers import live as live_module
 from workers.dispatch import JobHandle, LayerDown
 from workers.pool import MemoryPool
 from workers.services import ConnectionFacts, Need
@@ -40,7 +40,7 @@ async def send_on(pool: MemoryPool, *, channel_name: str, worker) -> JobHandle:
 @pytest.fixture
 def pool(monkeypatch) -> MemoryPool:
     pool = MemoryPool()
-    monkeypatch.setattr(pool_module, "_pool", pool)  # this process's live pool
+    monkeypatch.setattr(live_module, "_pool", pool)  # this process's live pool
     return pool
 
 
