@@ -13,7 +13,7 @@ A response is stored (unless `store: false`) before it is returned, or before
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from django import db
@@ -24,6 +24,7 @@ from api.errors import ApiError, InvalidRequest, NotFound
 from finetune import selectors as fine_tuned
 
 from . import services
+from .keepalive import KEEPALIVE
 from .models import StoredResponse
 from .responses import EventTranslator, chat_request, input_items, response_from_completion, sse_event
 from .serializers import ChatCompletionSerializer, validate
@@ -117,20 +118,20 @@ async def _events(chunks: AsyncIterator[str], *, body: dict[str, Any], owner: st
     try:
         # Read the chat stream to its end, `[DONE]` included: the chat path
         # records the job as succeeded (and bills it) only after that.
-        async for line in chunks:
-            data = line.removeprefix("data: ").strip()
-            if data == "[DONE]":
-                continue
-            chunk = json.loads(data)
-            if "error" in chunk:
-                for event in translator.failed(chunk["error"]):
+        async for item in chunks:
+            for data in _sse_data(item):
+                if data is None:  # a keep-alive comment while the chat stream waits
+                    yield KEEPALIVE
+                    continue
+                if data == "[DONE]":
+                    continue
+                chunk = json.loads(data)
+                if "error" in chunk:
+                    for event in translator.failed(chunk["error"]):
+                        yield sse_event(event)
+                    return
+                for event in _translated(translator, chunk):
                     yield sse_event(event)
-                return
-            if translator.response is None:
-                for event in translator.start(chunk):
-                    yield sse_event(event)
-            for event in translator.chunk(chunk):
-                yield sse_event(event)
         events, final = translator.finish()
         for event in events:
             yield sse_event(event)
@@ -138,6 +139,23 @@ async def _events(chunks: AsyncIterator[str], *, body: dict[str, Any], owner: st
         yield sse_event(translator.done(final))
     finally:
         await chunks.aclose()
+
+
+def _sse_data(item: str) -> Iterator[str | None]:
+    """The data of each server-sent event in one item of the chat stream (the
+    events of frames that arrived together come as one string); None for a
+    keep-alive comment."""
+    for event in item.split("\n\n"):
+        if event.startswith("data: "):
+            yield event.removeprefix("data: ").strip()
+        elif event.startswith(":"):
+            yield None
+
+
+def _translated(translator: EventTranslator, chunk: dict[str, Any]) -> list[dict[str, Any]]:
+    """The Responses events of one chat chunk (the opening ones before the first)."""
+    opening = translator.start(chunk) if translator.response is None else []
+    return [*opening, *translator.chunk(chunk)]
 
 
 async def retrieve_response(*, owner: str, response_id: str) -> dict[str, Any]:

@@ -98,3 +98,41 @@ def test_streamed_logprobs_reach_the_deltas_and_the_final_part():
     [delta] = [e for e in events if e["type"] == "response.output_text.delta"]
     assert delta["logprobs"] == [{"token": "a", "logprob": -0.5, "top_logprobs": [{"token": "a", "logprob": -0.5}]}]
     assert final["output"][0]["content"][0]["logprobs"][0]["bytes"] == [97]
+
+
+def test_a_chat_stream_with_batched_events_and_keepalives_translates_whole():
+    """The chat relay joins the events of frames that arrived together into one
+    string, and sends keep-alive comments while it waits: each event is translated,
+    and a keep-alive passes through as one."""
+    import asyncio
+    import json as _json
+
+    from routing.keepalive import KEEPALIVE
+    from routing.responses_services import _events
+
+    def chunk(delta, finish=None):
+        return {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+    def sse(value):
+        return f"data: {value if isinstance(value, str) else _json.dumps(value)}\n\n"
+
+    items = [
+        sse(chunk({"role": "assistant", "content": "Hel"})),
+        KEEPALIVE,
+        sse(chunk({"content": "lo"})) + sse(chunk({"content": " there"})) + sse(chunk({}, "stop")),
+        sse("[DONE]"),
+    ]
+
+    async def chat_stream():
+        for item in items:
+            yield item
+
+    async def collect():
+        return [e async for e in _events(chat_stream(), body={"model": "m", "input": "hi", "store": False}, owner="o", context=[])]
+
+    out = asyncio.run(collect())
+    assert out.count(KEEPALIVE) == 1
+    deltas = [_json.loads(e.split("data: ", 1)[1]) for e in out if "response.output_text.delta" in e]
+    assert "".join(d["delta"] for d in deltas) == "Hello there"
+    assert "response.completed" in out[-1]
