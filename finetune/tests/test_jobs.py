@@ -145,4 +145,4 @@ def test_a_job_needs_a_fine_tune_capable_nvidia_worker_with_enough_memory(s3_api
     s3_api.wait_succeeded(job_id)
     assert [len(w.jobs) for w in (no_gpu, small, no_cap, old, good)] == [0, 0, 0, 0, 1]
     assert FineTuningJob.objects.get(public_id=job_id).worker.identity == good.identity
-    assert Connection.objects.get(worker__identity=good.identity).state == "free"
+    wait_for(lambda: Connection.objects.get(worker__identity=good.identity).state == "free", timeout=2, what="freed connection")
