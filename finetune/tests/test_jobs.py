@@ -5,6 +5,7 @@ import os
 import openai
 import pytest
 
+from conftest import wait_for
 from finetune.models import File, FineTuningJob
 from workers.models import Connection
 
