@@ -700,14 +700,20 @@ async def _part_events(job: OpenedJob, relay: StreamRelay) -> AsyncIterator[str]
             if isinstance(frames, str):
                 yield frames
             else:
-                events = []
-                for frame in frames:
-                    if "error" in frame:
-                        if events:
-                            yield "".join(events)
-                        raise WorkerFailed(f"The worker failed mid-stream: {_error_from_frame(frame)}")
-                    if (chunk := relay.chunk(frame)) is not None:
-                        events.append(sse(chunk))
+                events: list[str] = []
+                try:
+                    for frame in frames:
+                        if "error" in frame:
+                            raise WorkerFailed(f"The worker failed mid-stream: {_error_from_frame(frame)}")
+                        if (chunk := relay.chunk(frame)) is not None:
+                            events.append(sse(chunk))
+                except Exception:
+                    # relay.chunk counted these frames as delivered (the text a
+                    # continuation starts from): the caller gets them whatever
+                    # stops the batch (an error frame, a malformed chunk).
+                    if events:
+                        yield "".join(events)
+                    raise
                 if events:
                     yield "".join(events)
             frames = await anext(rest, None)

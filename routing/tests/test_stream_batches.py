@@ -43,3 +43,38 @@ def test_without_keepalives_each_frame_is_its_own_list():
         return [item async for item in keepalive.frames(arriving([{"n": 1}, {"n": 2}]), interval=0)]
 
     assert asyncio.run(scenario()) == [[{"n": 1}], [{"n": 2}]]
+
+
+def _chunk(choices):
+    return {"id": "chatcmpl-worker", "object": "chat.completion.chunk", "created": 0, "model": "m", "choices": choices}
+
+
+def test_a_malformed_chunk_does_not_take_the_frames_before_it_from_the_caller(settings):
+    """relay.chunk counts a frame's text as delivered (a continuation starts from
+    it) before the relay sends it: when a later frame of the same batch is
+    malformed, the earlier ones must still reach the caller, or the continued
+    stream ends with [DONE] and a token missing."""
+    from types import SimpleNamespace
+
+    from routing import services
+
+    settings.STREAM_KEEPALIVE_INTERVAL = 5
+    role = _chunk([{"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}])
+    token = _chunk([{"index": 0, "delta": {"content": "T:0 "}, "finish_reason": None}])
+    garbage = {"choices": "not a list"}
+
+    async def scenario():
+        job = SimpleNamespace(
+            first=role, frames=arriving([token, garbage]), public_id="chatcmpl-x", created=0,
+            spec=SimpleNamespace(model=SimpleNamespace(name="m"), openai_url="/v1/chat/completions"),
+        )
+        relay = services.StreamRelay(job, object_name="chat.completion.chunk")
+        sent = []
+        with pytest.raises(services.MalformedReply):
+            async for event in services._part_events(job, relay):
+                sent.append(event)
+        return relay, "".join(sent)
+
+    relay, sent = asyncio.run(scenario())
+    assert relay.text(0) == "T:0 "  # what a continuation would say the caller has
+    assert '"content":"T:0 "' in sent  # and the caller has it
