@@ -181,6 +181,7 @@ def chat_path(monkeypatch, settings, *, stream: bool):
             assert (await routing.complete(spec=spec, prefix="chatcmpl", object_name="chat.completion"))["choices"]
         await answering
         await worker.freed()
+        await live_pool().drained()  # the release's state write (the mirror writes every MIRROR_INTERVAL)
         await asyncio.gather(*routing._background)  # a stream is recorded once it has ended
         await recorder.drained()
         db.phase()
