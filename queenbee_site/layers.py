@@ -1,7 +1,9 @@
 """Queenbee's channel layers: Channels' own, with two hot spots fixed.
 
 InMemoryChannelLayer (the embedded default) runs its expiry sweep at most once
-a second. RedisChannelLayer (a cluster) sends a message in one round trip.
+a second. RedisChannelLayer (a cluster) sends a message in one round trip, and
+one reader per process pops its process channels, so that no caller's
+cancelled receive can lose a message meant for another.
 
 Channels' InMemoryChannelLayer walks every channel and every group member
 looking for expired messages on each `receive()`. Every worker socket has a
@@ -11,13 +13,21 @@ throughput fell from 154 to 66 req/s with 3,000 idle workers). Messages expire
 after a minute; finding them up to a second late changes nothing.
 """
 
+import asyncio
+import logging
 import time
 
 from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer as ChannelsInMemoryChannelLayer
+from channels_redis.core import BoundedQueue
 from channels_redis.core import RedisChannelLayer as ChannelsRedisChannelLayer
 
+log = logging.getLogger(__name__)
+
 SWEEP_INTERVAL = 1.0
+
+# After a failed read of the process's channels (Redis restarting), wait this long.
+READ_RETRY_PAUSE = 0.5
 
 
 class InMemoryChannelLayer(ChannelsInMemoryChannelLayer):
@@ -45,14 +55,87 @@ return 1
 
 
 class RedisChannelLayer(ChannelsRedisChannelLayer):
-    """channels-redis's layer, sending in one round trip instead of four.
+    """channels-redis's layer, sending in one round trip instead of four, and
+    receiving a process's channels through one reader nobody cancels.
 
     channels-redis 4.3 sends with four commands awaited one after the other
     (ZREMRANGEBYSCORE, ZCOUNT, ZADD, EXPIRE); on a cluster every job and every
     frame for another process pays them (py-spy: the layer's send was 11% of a
-    cluster process). This runs the same four as one script. Everything else,
-    receiving and groups included, is channels-redis's own.
+    cluster process). This runs the same four as one script.
+
+    All "specific." channels of a process share one Redis key, and channels-redis
+    lets whichever `receive()` holds its lock pop for all of them. Channels
+    cancels a consumer's receive when the consumer ends (a worker disconnecting),
+    and a receive cancelled with a popped message not yet handed on loses it,
+    whoever it was for: a stream frame from another process on its way to a
+    request, which then ends with [DONE] and a token missing (the soak, with
+    workers killed mid-stream). Here one task per process pops the key and
+    sorts messages into per-channel queues; `receive()` only waits on its
+    channel's queue, which a cancellation cannot lose anything from but that
+    channel's own messages. Plain channels and groups are channels-redis's own.
     """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._inboxes: dict[str, BoundedQueue] = {}
+        self._reader: asyncio.Task | None = None
+
+    async def new_channel(self, prefix="specific"):
+        channel = await super().new_channel(prefix)
+        self._inbox(channel)  # from now on, what is sent to it waits for its receive
+        return channel
+
+    async def receive(self, channel):
+        if "!" not in channel:
+            return await super().receive(channel)
+        assert self.require_valid_channel_name(channel)
+        assert self.non_local_name(channel).endswith(self.client_prefix + "!"), "Wrong client prefix"
+        inbox = self._inbox(channel)
+        self._read_in_background()
+        try:
+            return await inbox.get()
+        except asyncio.CancelledError:
+            # Its consumer has ended: what else comes for the channel is nobody's.
+            if self._inboxes.get(channel) is inbox:
+                del self._inboxes[channel]
+            raise
+
+    def _inbox(self, channel: str) -> BoundedQueue:
+        if (inbox := self._inboxes.get(channel)) is None:
+            inbox = self._inboxes[channel] = BoundedQueue(self.get_capacity(channel))
+        return inbox
+
+    def _read_in_background(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._reader is not None and not self._reader.done() and self._reader.get_loop() is loop:
+            return
+        if self._reader is not None and self._reader.get_loop() is not loop:
+            # A new event loop (a test's): the old loop's queues cannot be awaited here.
+            self._inboxes = {name: BoundedQueue(queue.maxsize) for name, queue in self._inboxes.items()}
+        self._reader = loop.create_task(self._read(), name="channel-layer-reader")
+
+    async def _read(self) -> None:
+        process_key = f"specific.{self.client_prefix}!"
+        while True:
+            try:
+                channel, message = await self.receive_single(process_key)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("reading this process's channels failed; retrying", exc_info=True)
+                await asyncio.sleep(READ_RETRY_PAUSE)
+                continue
+            for name in channel if isinstance(channel, list) else [channel]:
+                inbox = self._inboxes.get(name)
+                if inbox is not None:  # else its receiver has ended
+                    inbox.put_nowait(message)
+
+    async def close_pools(self):
+        if self._reader is not None and self._reader.get_loop() is asyncio.get_running_loop():
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+        self._reader = None
+        await super().close_pools()
 
     async def send(self, channel, message):
         assert isinstance(message, dict), "message is not a dict"

@@ -1,11 +1,12 @@
 """One reply channel per process, read by one task that is never cancelled.
 
-Requests do not read the channel layer themselves. channels-redis pops every
-"specific." channel of a process from one Redis key, and a receive() cancelled
-by a timeout can drop a message already popped for *another* channel (a
-consumer's job, say). So a single reader owns the process's reply channel and
-sorts messages by job id into asyncio queues, where waiting with a timeout is
-safe. Messages for a job nobody waits for (any more) are dropped.
+Requests do not read the channel layer themselves: a request waits for its
+replies with a timeout, and cancelling a layer receive is only safe for the
+channel being received (queenbee_site/layers.py makes it so on Redis, where
+channels-redis alone could lose a message popped for *another* channel of the
+process). So a single reader owns the process's reply channel and sorts
+messages by job id into asyncio queues, where waiting with a timeout is safe.
+Messages for a job nobody waits for (any more) are dropped.
 
 A consumer replying to a request of its own process skips the channel layer:
 `deliver()` puts the message straight into the job's queue. A stream's frames

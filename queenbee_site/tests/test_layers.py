@@ -72,3 +72,53 @@ def test_the_redis_layer_refuses_a_full_channel_until_its_messages_expire():
         await layer.close_pools()
 
     asyncio.run(scenario())
+
+
+
+async def frame_across_an_ending_consumer(layer_class) -> dict | None:
+    """A frame from another process to this process's reply channel, popped
+    while a consumer's receive is in flight and that consumer ends (Channels
+    cancels its receive when its worker disconnects). Returns what the reply
+    channel then receives, or None if nothing comes within a second.
+
+    The pop is made to take a while (as the backup ZADD after channels-redis's
+    BZPOPMIN does), so that the cancellation lands inside it every time."""
+    prefix = f"test-{uuid.uuid4().hex}"
+    layer = layer_class(hosts=[os.environ["REDIS_URL"]], prefix=prefix)
+    other_process = layer_class(hosts=[os.environ["REDIS_URL"]], prefix=prefix)
+    popping, pop = asyncio.Event(), layer.receive_single
+
+    async def slow_pop(channel):
+        popped = await pop(channel)
+        popping.set()
+        await asyncio.sleep(0.2)
+        return popped
+
+    layer.receive_single = slow_pop
+    consumer, reply = await layer.new_channel(), await layer.new_channel()
+    consumer_receive = asyncio.ensure_future(layer.receive(consumer))
+    await asyncio.sleep(0.05)  # the consumer's receive is the one waiting on Redis
+    reply_receive = asyncio.ensure_future(layer.receive(reply))
+    await asyncio.sleep(0.05)
+    await other_process.send(reply, {"type": "job.frame", "n": 7})
+    await asyncio.wait_for(popping.wait(), 5)
+    consumer_receive.cancel()  # the worker disconnected
+    await asyncio.gather(consumer_receive, return_exceptions=True)
+    done, _ = await asyncio.wait([reply_receive], timeout=1)
+    reply_receive.cancel()
+    await asyncio.gather(reply_receive, return_exceptions=True)
+    await layer.flush()
+    await other_process.close_pools()
+    return reply_receive.result() if done else None
+
+
+@needs_redis
+def test_a_consumer_ending_mid_pop_does_not_lose_another_channels_message():
+    assert asyncio.run(frame_across_an_ending_consumer(layers.RedisChannelLayer)) == {"type": "job.frame", "n": 7}
+
+
+@needs_redis
+def test_channels_redis_alone_loses_it():
+    """What the layer is for: channels-redis's receive, cancelled mid-pop,
+    takes the other channel's message with it."""
+    assert asyncio.run(frame_across_an_ending_consumer(layers.ChannelsRedisChannelLayer)) is None

@@ -135,17 +135,13 @@ class InProcessWorker:
         await live_pool().drained()
 
     async def freed(self) -> None:
-        """Until the consumer has freed the connection after the job's last frame."""
-        pool, [connection_id] = live_pool(), self.connections()
-        while True:
-            if isinstance(pool, MemoryPool):
-                state = pool.live[connection_id].state
-            else:
-                state = (await pool.client().hget(pool.keys["state"], connection_id) or b"").decode()
-            if state == "free":
-                break
+        """Until the connection's row says free again: the release is in the pool's
+        state mirror and written (the pool's own state says free a moment before
+        the release reaches the mirror, so that is not waited for)."""
+        mirror, [connection_id] = live_pool().mirror, self.connections()
+        while connection_id in mirror.written or connection_id in mirror.pending:
             await asyncio.sleep(0.01)
-        await pool.drained()
+        await live_pool().drained()
 
     async def answer(self) -> None:
         job = await self.socket.receive_json_from(timeout=10)
@@ -180,8 +176,7 @@ def chat_path(monkeypatch, settings, *, stream: bool):
         else:
             assert (await routing.complete(spec=spec, prefix="chatcmpl", object_name="chat.completion"))["choices"]
         await answering
-        await worker.freed()
-        await live_pool().drained()  # the release's state write (the mirror writes every MIRROR_INTERVAL)
+        await worker.freed()  # the release's state write (the mirror writes every MIRROR_INTERVAL)
         await asyncio.gather(*routing._background)  # a stream is recorded once it has ended
         await recorder.drained()
         db.phase()
