@@ -135,10 +135,12 @@ def _unavailable(verification: Verification, *, reason: str) -> None:
 
 def apply_verdict(
     *, job_id: str, verifier_id: int, verdict: Verdict, prompt_tokens: int, completion_tokens: int, seconds: float,
-    scored: tuple[int, int],
+    scored: tuple[int, int], bill_counts: bool = True,
 ) -> None:
-    """Record the verdict; move the identity; pay, refund or reprice the job; pay the verifier
-    for the (prompt, completion) tokens it `scored` (its counts within the usage bounds)."""
+    """Record the verdict; move the identity; pay, refund or reprice the job (with the verifier's
+    counts, when `bill_counts`: trust/usage.py's verifier_counts_doubt found nothing wrong with
+    them); pay the verifier for the (prompt, completion) tokens it `scored` (its counts within
+    the usage bounds)."""
     with transaction.atomic():
         verification = Verification.objects.select_for_update().get(job_id=job_id)
         if verification.status != Verification.Status.PENDING:
@@ -159,8 +161,8 @@ def apply_verdict(
         billing.set_verification(job_id=job_id, status=verification.status)
         worker_id = verification.worker_id
         if verdict.passed:
-            # The verifier tokenized the text with the real model: its count is billed.
-            billing.reprice_job(job_id=job_id, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+            if bill_counts:  # the verifier tokenized the text with the real model: its count is billed
+                billing.reprice_job(job_id=job_id, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
             _pay_verifier(verifier, job_id=job_id, scored=scored, seconds=seconds, refuted=False)
             billing.send_held_complete(job_id=job_id)
             _passed(worker_id, job_id=job_id)

@@ -17,6 +17,9 @@ CHARS_PER_TOKEN = 4
 SPECIAL_TOKENS_PER_CHOICE = 8
 TEMPLATE_TOKENS = 64
 TEMPLATE_TOKENS_PER_MESSAGE = 16
+# No tokenizer in use averages more bytes per token than this over a text
+# (Gemma's longest pieces are runs of ~31 spaces; prose is ~4 bytes a token).
+MAX_BYTES_PER_TOKEN = 32
 # Vision models spend up to a few thousand tokens per image (llava's 576, Gemma 3's 256, tiles more).
 TOKENS_PER_IMAGE = 4096
 
@@ -97,3 +100,24 @@ def scored(*, request: dict[str, Any], completion: str, prompt_tokens: int, comp
     """The prompt and completion tokens a verifier is paid for scoring: its own counts, within
     the bounds a worker's usage is held to (a verifier is a worker too, and its word is not money)."""
     return min(prompt_tokens, max_prompt_tokens(request)), min(completion_tokens, max_completion_tokens(request, text=completion))
+
+
+def verifier_counts_doubt(
+    *, request: dict[str, Any], completion: str, prompt_tokens: int, completion_tokens: int, scored_tokens: int, truncated: bool
+) -> str:
+    """Why a verifier's token counts cannot be billed, or "" when they can.
+
+    A passed verification bills the verifier's counts (it tokenized the text with
+    the real model), but a verifier is a worker too: its counts must agree with
+    the tokens it scored (one score per completion token, all of them unless it
+    says it truncated), and lie within what the texts can hold: at most the
+    bounds a worker's usage is held to, at least a token per MAX_BYTES_PER_TOKEN
+    bytes. Counts that fail are recorded but not billed: the job keeps its own."""
+    if completion_tokens < scored_tokens or (completion_tokens != scored_tokens and not truncated):
+        return f"it counted {completion_tokens} completion tokens but scored {scored_tokens}"
+    completion_bytes, prompt_bytes = len(completion.encode()), len(prompt_text(request).encode())
+    if not completion_bytes // MAX_BYTES_PER_TOKEN <= completion_tokens <= max_completion_tokens(request, text=completion):
+        return f"{completion_tokens} completion tokens cannot spell {completion_bytes} bytes"
+    if not prompt_bytes // MAX_BYTES_PER_TOKEN <= prompt_tokens <= max_prompt_tokens(request):
+        return f"{prompt_tokens} prompt tokens cannot spell a prompt of {prompt_bytes} bytes"
+    return ""

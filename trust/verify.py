@@ -73,9 +73,15 @@ async def run(*, check: services.Check, worker_id: int) -> None:
             request=check.request, completion=check.completion, prompt_tokens=scores["prompt_tokens"],
             completion_tokens=scores["completion_tokens"],
         )
+        doubt = usage.verifier_counts_doubt(
+            request=check.request, completion=check.completion, prompt_tokens=scores["prompt_tokens"],
+            completion_tokens=scores["completion_tokens"], scored_tokens=len(scores["tokens"]), truncated=scores["truncated"],
+        )
+        if doubt:
+            log.warning("verifier %s's token counts for job %s are not billed: %s", verifier_id, check.job_id, doubt)
         await _apply(
             job_id=check.job_id, verifier_id=verifier_id, verdict=judged, prompt_tokens=scores["prompt_tokens"],
-            completion_tokens=scores["completion_tokens"], seconds=seconds, scored=scored,
+            completion_tokens=scores["completion_tokens"], seconds=seconds, scored=scored, bill_counts=not doubt,
         )
         _wake_remote_billing()
     except Exception:
@@ -151,8 +157,11 @@ def parse_scores(reply: Any) -> dict[str, Any] | None:
         return None
     if end is not None and not _is_score(end):
         return None
-    templated = scores.get("chat_template", True)
-    return {"tokens": tokens, "end": end, "prompt_tokens": counts[0], "completion_tokens": counts[1], "chat_template": templated is not False}
+    templated, truncated = scores.get("chat_template", True), scores.get("truncated", False)
+    return {
+        "tokens": tokens, "end": end, "prompt_tokens": counts[0], "completion_tokens": counts[1],
+        "chat_template": templated is not False, "truncated": truncated is True,
+    }
 
 
 def _is_score(t: Any) -> bool:

@@ -79,3 +79,30 @@ def test_an_inflated_stream_usage_is_bounded_too(queen, start_worker, lane):
     with httpx.stream("POST", f"{queen.url}/v1/chat/completions", json=body, headers={"Authorization": "Bearer test-bypass-token"}, timeout=30) as response:
         text = response.read().decode()
     assert '"completion_tokens":2' in text and "999999" not in text
+
+
+def doubt(completion="four words of text", prompt_tokens=5, completion_tokens=4, scored=4, truncated=False, request=None):
+    return usage.verifier_counts_doubt(
+        request=request or {"messages": [{"role": "user", "content": "hi"}]}, completion=completion,
+        prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, scored_tokens=scored, truncated=truncated,
+    )
+
+
+def test_a_verifiers_counts_that_agree_with_its_scores_and_the_text_are_billable():
+    assert doubt() == ""
+    assert doubt(completion_tokens=5000, scored=4096, completion="x" * 6000, truncated=True) == ""
+
+
+def test_a_verifiers_counts_must_agree_with_the_tokens_it_scored():
+    assert "scored 4" in doubt(completion_tokens=3)
+    assert "scored 4" in doubt(completion_tokens=5)  # more than it scored, without truncating
+    assert "scored 4096" in doubt(completion_tokens=10, scored=4096, truncated=True)
+
+
+def test_a_verifiers_counts_must_fit_the_texts():
+    long = "word " * 400  # 2,000 bytes: at least 62 tokens
+    assert "cannot spell 2000 bytes" in doubt(completion=long, completion_tokens=10, scored=10)
+    assert "cannot spell" in doubt(completion="hi", completion_tokens=40, scored=40)  # beyond a token per byte
+    prompt = {"messages": [{"role": "user", "content": "a" * 3200}]}
+    assert "prompt of 3200 bytes" in doubt(request=prompt, prompt_tokens=3)
+    assert "prompt" in doubt(prompt_tokens=10_000)

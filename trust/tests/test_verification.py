@@ -85,6 +85,36 @@ def test_an_original_worker_never_gets_a_verify_job_and_is_verified_by_others(qu
     assert all(j["openai_url"] == "/v1/chat/completions" for j in original.jobs)
 
 
+def counting_verifier(*, claims: int | None = None):
+    """The fake verifier, claiming `claims` completion tokens instead of the ones it scored."""
+    def script(job):
+        for frame in verifier_script(job):
+            if claims is not None and "verification" in frame:
+                frame["verification"]["completion_tokens"] = claims
+            yield frame
+
+    return script
+
+
+@pytest.mark.parametrize("claims, billed", [(None, 200), (1, 1000)], ids=["counts-agree", "counts-disagree-with-its-scores"])
+def test_a_passed_job_is_billed_the_verifiers_count_only_when_that_count_holds(queen, start_worker, make_account, lane, claims, billed):
+    """The worker reports 1,000 completion tokens for a 200-word answer (within the
+    bounds of its 1,100 bytes); the verifier scored 200. Its count is billed, and the
+    caller refunded the difference, unless the count disagrees with its own scores."""
+    checker = start_worker(capabilities=["llama-infer"], features=["verify"], script=counting_verifier(claims=claims), auth_key=f"counter-{lane}")
+    set_state(checker, TrustState.TRUSTED)
+    start_worker(capabilities=["llama-infer", lane], script=liar("a short honest answer " * 50, completion_tokens=1000), auth_key=f"w-{lane}")
+    account, raw = make_account(credits=1000)
+    ask(queen, raw, lane)  # the free proof of work
+    paid = ask(queen, raw, lane)
+    wait_for(lambda: Verification.objects.filter(job_id=paid.id, status="passed").exists(), what="the verdict")
+    job = Job.objects.get(public_id=paid.id)
+    assert job.completion_tokens == billed
+    refunds = LedgerEntry.objects.filter(account=account, kind="refund")
+    assert refunds.exists() == (claims is None)
+    assert Verification.objects.get(job_id=paid.id).tokens == (claims if claims is not None else 200)
+
+
 def template_less_verifier(job):
     """A verifier on a model without a chat template, scoring an answer that is not
     its own greedy choice (3 nats below it) but well inside the sampling support."""
