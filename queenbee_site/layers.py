@@ -90,8 +90,8 @@ class RedisChannelLayer(ChannelsRedisChannelLayer):
             return await super().receive(channel)
         assert self.require_valid_channel_name(channel)
         assert self.non_local_name(channel).endswith(self.client_prefix + "!"), "Wrong client prefix"
+        self._read_in_background()  # first: on a new event loop it replaces the queues
         inbox = self._inbox(channel)
-        self._read_in_background()
         try:
             return await inbox.get()
         except asyncio.CancelledError:
