@@ -185,7 +185,7 @@ if REDIS_URL:
             "LOCATION": REDIS_URL,
             # Lets two Queenbee clusters (or test servers) share one Redis.
             "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default=""),
-        }
+        },
     }
 else:
     CHANNEL_LAYERS = {
@@ -195,6 +195,13 @@ else:
         }
     }
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# The answers' fingerprints (trust/replays.py): shared by every process, like the
+# default cache; in one process's memory, with room for a day of busy traffic.
+CACHES["replays"] = {
+    **CACHES["default"],
+    "TIMEOUT": None,
+    **({"LOCATION": "replays", "OPTIONS": {"MAX_ENTRIES": 200_000}} if "locmem" in CACHES["default"]["BACKEND"] else {}),
+}
 
 # --- Files --------------------------------------------------------------------
 
@@ -457,6 +464,14 @@ TRUST_VERIFIER_OTHER_ADDRESS = env.bool("TRUST_VERIFIER_OTHER_ADDRESS", default=
 # BILLING_WORKER_SHARE; 0.75 at the defaults). 0: verifiers are not paid. Never more
 # than the operator kept of what the job's caller paid (billing.services.pay_verifier).
 TRUST_VERIFY_PRICE_PER_1K_TOKENS = env.float("TRUST_VERIFY_PRICE_PER_1K_TOKENS", default=None)
+
+# Replays (trust/replays.py): an answer at least this long (characters), sampled
+# at an explicit temperature of at least TRUST_REPLAY_MIN_TEMPERATURE, delivered
+# again for an unrelated prompt is refuted without a verifier; 0: never.
+TRUST_REPLAY_MIN_CHARS = env.int("TRUST_REPLAY_MIN_CHARS", default=200)
+TRUST_REPLAY_MIN_TEMPERATURE = env.float("TRUST_REPLAY_MIN_TEMPERATURE", default=0.5)
+# How long an answer's fingerprint is remembered (seconds).
+TRUST_REPLAY_WINDOW = env.int("TRUST_REPLAY_WINDOW", default=86_400)
 
 # Canaries (trust/canaries.py): prompts whose temperature-0 answer an operator-
 # trusted worker gave, sent to other workers while they are free and compared.

@@ -40,6 +40,7 @@ from stats.services import JobOutcome, Recorded, record_outcome
 from trust import verify
 from trust.services import Check, plan_job
 
+from .models import Job
 from .records import record_and_bill
 
 log = logging.getLogger(__name__)
@@ -77,11 +78,12 @@ def write_batch(jobs: list[FinishedJob]) -> bool:
 def _write(job: FinishedJob) -> bool:
     fields = dict(job.fields)
     try:
-        job.verify = plan_job(worker_id=job.worker_id, fields=fields, checkable=job.check is not None)
+        job.verify = plan_job(worker_id=job.worker_id, fields=fields, check=job.check)
     except Exception:
         log.exception("could not plan the verification of job %s", fields["public_id"])
+    refuted = fields.get("verification") == Job.Verification.FAILED  # a replay, caught as it is recorded
     recorded = Recorded()
-    if job.outcome is not None:
+    if job.outcome is not None and not refuted:
         try:
             recorded = record_outcome(worker_id=job.worker_id, outcome=job.outcome)
         except Exception:
@@ -90,7 +92,7 @@ def _write(job: FinishedJob) -> bool:
             observe.worker_punished(reason=str(job.outcome.failure or "slow"))
     proof = recorded.proof_of_work
     try:
-        fields = {**fields, "proof_of_work": proof, "charge_caller": not proof, "pay_worker": not proof}
+        fields = {**fields, "proof_of_work": proof, "charge_caller": not (proof or refuted), "pay_worker": not (proof or refuted)}
         return record_and_bill(fields=fields, bill_to=job.bill_to)[1]
     except Exception:  # the answer was delivered; a lost record must not break it
         log.exception("could not record job %s", job.fields["public_id"])

@@ -40,6 +40,7 @@ from stats import services as stats
 from workers.models import GOOD_STANDING, Connection, TrustState, Worker
 from workers.services import Need
 
+from . import replays
 from .models import TrustEvent, Verification
 from .verdict import Verdict
 
@@ -70,16 +71,24 @@ def verify_share(state: str) -> float:
     return 0.0
 
 
-def plan_job(*, worker_id: int, fields: dict[str, Any], checkable: bool) -> bool:
+def plan_job(*, worker_id: int, fields: dict[str, Any], check: Check | None) -> bool:
     """Decide, as the job is recorded, whether it is verified (its earning then held
-    until the verdict). Records a usage violation against the worker. Returns
-    whether to start a verification."""
+    until the verdict). Records a usage violation against the worker, and refutes a
+    replay (trust/replays.py) on the spot: `fields["verification"]` says failed, and
+    the job is then neither charged nor paid. Returns whether to start a verification."""
     state = Worker.objects.filter(pk=worker_id).values_list("trust_state", flat=True).first()
     if state is None:
         return False
     if fields.get("usage_corrected"):
         strike(worker_id, kind=TrustEvent.Kind.USAGE, job_id=fields["public_id"], detail="reported usage outside what it sent and was asked")
-    verify = checkable and fields.get("status") == "succeeded" and _rng.random() < verify_share(state)
+    if check is not None and fields.get("status") == "succeeded" and (first := replays.replayed_job(
+        job_id=check.job_id, request=check.request, completion=check.completion,
+    )):
+        fields["verification"] = Verification.Status.FAILED
+        strike(worker_id, kind=TrustEvent.Kind.REFUTED, job_id=fields["public_id"], detail=f"replayed the answer of job {first} to another prompt")
+        stats.forget_speed(worker_id=worker_id, reason=stats.Failure.REFUTED)
+        return False
+    verify = check is not None and fields.get("status") == "succeeded" and _rng.random() < verify_share(state)
     if verify:
         fields["verification"] = Verification.Status.PENDING
     return verify
