@@ -103,15 +103,25 @@ def delivered_now(*, pk: int) -> None:
 
 
 def failed(*, pk: int, error: str, give_up: bool) -> None:
+    """A send failed: try again later, doubling the pause, or give up when the
+    backend refused it (`give_up`) or has failed it for BILLING_RETRY_GIVE_UP_AFTER
+    seconds since the row was written. A row given up waits in the admin, where
+    "Send again now" queues it again."""
     message = OutboxMessage.objects.get(pk=pk)
-    attempts = message.attempts + 1
+    attempts, now = message.attempts + 1, timezone.now()
     delay = min(settings.BILLING_RETRY_MAX_DELAY, settings.BILLING_RETRY_FIRST_DELAY * 2 ** (attempts - 1))
+    too_long = settings.BILLING_RETRY_GIVE_UP_AFTER > 0 and (now - message.created_at).total_seconds() > settings.BILLING_RETRY_GIVE_UP_AFTER
+    if too_long and not give_up:
+        error = f"gave up after {attempts} attempts: {error}"
     OutboxMessage.objects.filter(pk=pk).update(
-        state=OutboxMessage.State.GAVE_UP if give_up else OutboxMessage.State.PENDING,
+        state=OutboxMessage.State.GAVE_UP if give_up or too_long else OutboxMessage.State.PENDING,
         attempts=attempts, claimed_until=None, last_error=error[:500],
-        next_attempt_at=timezone.now() + timedelta(seconds=delay),
+        next_attempt_at=now + timedelta(seconds=delay),
     )
-    log.warning("billing complete for outbox row %s failed (attempt %s): %s", pk, attempts, error)
+    if give_up or too_long:
+        log.error("billing complete for outbox row %s given up (attempt %s): %s", pk, attempts, error)
+    else:
+        log.warning("billing complete for outbox row %s failed (attempt %s): %s", pk, attempts, error)
 
 
 def seconds_to_next() -> float:

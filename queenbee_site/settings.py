@@ -508,6 +508,9 @@ BILLING_COMPLETE_TIMEOUT = env.float("BILLING_COMPLETE_TIMEOUT", default=10.0)
 # it (4xx). Ten minutes between tries costs nothing during a long outage.
 BILLING_RETRY_FIRST_DELAY = env.float("BILLING_RETRY_FIRST_DELAY", default=1.0)
 BILLING_RETRY_MAX_DELAY = env.float("BILLING_RETRY_MAX_DELAY", default=600.0)
+# A `complete` the backend keeps failing (5xx, unreachable) is given up this many
+# seconds after it was written (0: never); the admin's "Send again now" retries it.
+BILLING_RETRY_GIVE_UP_AFTER = env.float("BILLING_RETRY_GIVE_UP_AFTER", default=7 * 86_400.0)
 # Each process looks for due outbox rows this often (also those a dead process
 # left), and at once when it writes one.
 BILLING_OUTBOX_POLL = env.float("BILLING_OUTBOX_POLL", default=5.0)

@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from billing import outbox
+from billing import outbox, services
 from billing.models import OutboxMessage
 
 pytestmark = pytest.mark.django_db
@@ -42,6 +42,21 @@ def test_a_failed_send_backs_off_doubling_and_a_refused_one_gives_up(settings):
     outbox.failed(pk=message.pk, error="answered 400", give_up=True)
     message.refresh_from_db()
     assert message.state == "gave_up" and message.pk not in outbox.due_ids()
+
+
+def test_a_row_the_backend_keeps_failing_is_given_up_after_a_while_and_sent_again_from_the_admin(settings):
+    settings.BILLING_RETRY_GIVE_UP_AFTER = 3600.0
+    message = due_message()
+    outbox.failed(pk=message.pk, error="answered 503", give_up=False)
+    message.refresh_from_db()
+    assert message.state == "pending"
+    OutboxMessage.objects.filter(pk=message.pk).update(created_at=timezone.now() - timedelta(hours=2))
+    outbox.failed(pk=message.pk, error="answered 503", give_up=False)
+    message.refresh_from_db()
+    assert message.state == "gave_up" and message.last_error == "gave up after 2 attempts: answered 503"
+    assert message.pk not in outbox.due_ids()
+    assert services.retry_outbox_now(ids=[message.pk]) == 1
+    assert message.pk in outbox.due_ids()
 
 
 def test_a_delivered_row_forgets_the_callers_token():
