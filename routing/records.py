@@ -5,6 +5,7 @@ from typing import Any
 from django.db import transaction
 
 from billing import services as billing
+from runtime.db import storable
 
 from .models import Job
 
@@ -17,6 +18,6 @@ def record_and_bill(*, fields: dict[str, Any], bill_to: str = "") -> tuple[Job, 
     `public_id` before it could be billed again.
     """
     with transaction.atomic():
-        job = Job.objects.create(**fields)
+        job = Job.objects.create(**{name: storable(value) if isinstance(value, str) else value for name, value in fields.items()})
         queued = job.status == Job.Status.SUCCEEDED and billing.bill_job(job=job, bill_to=bill_to)
     return job, queued

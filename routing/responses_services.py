@@ -22,6 +22,7 @@ from rest_framework.exceptions import ValidationError
 from api.auth import Caller
 from api.errors import ApiError, InvalidRequest, NotFound
 from finetune import selectors as fine_tuned
+from runtime.db import storable
 
 from . import services
 from .keepalive import KEEPALIVE
@@ -86,9 +87,11 @@ async def _store(*, owner: str, body: dict[str, Any], context: list[dict[str, An
     if body.get("store") is False:
         return
     try:
-        await StoredResponse.objects.acreate(public_id=response["id"], owner=owner, model=response["model"], context=context, body=response)
+        await StoredResponse.objects.acreate(
+            public_id=response["id"], owner=owner, model=response["model"], context=storable(context), body=storable(response),
+        )
         await StoredResponse.objects.expired().filter(owner=owner).adelete()  # the owner's own, by its index
-    except (db.OperationalError, db.InterfaceError) as exc:  # the answer is served all the same
+    except (db.OperationalError, db.InterfaceError, db.DataError) as exc:  # the answer is served all the same
         log.warning("response %s not stored: %s", response["id"], exc)
 
 

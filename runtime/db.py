@@ -62,3 +62,17 @@ def on_db_threads(func):
         return await wrapped(*args, **kwargs)
 
     return call
+
+
+def storable(value):
+    """`value` with every NUL character replaced by U+FFFD, in all its strings (dict
+    keys too). PostgreSQL stores no NUL, in text or in JSON, and a worker's text may
+    hold one (the tiny random model writes them; a hostile worker may): the row
+    would be refused and the answer's record lost."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [storable(v) for v in value]
+    return value

@@ -313,6 +313,18 @@ def test_previous_response_id_continues_the_conversation(start_worker, client):
     ]
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_answer_holding_a_nul_character_is_stored_and_continued(start_worker, client, stream):
+    """PostgreSQL stores no NUL (the tiny random model writes them): the stored copy has U+FFFD."""
+    text = "bad\u0000byte"
+    worker = start_worker(script=lambda job: iter([*stream_chunks(["bad", "\u0000byte"]), {}]) if job["openai_req"].get("stream") else iter([chat_reply(text)]))
+    first = client.responses.create(model=MODEL, input="hi", stream=stream, extra_body=only(worker))
+    first_id = [e for e in first if e.type == "response.completed"][0].response.id if stream else first.id
+    second = client.responses.create(model=MODEL, previous_response_id=first_id, input="and?", extra_body=only(worker))
+    assert second.output_text == text  # what the worker sent is what the caller gets
+    assert sent_messages(worker)[1] == {"role": "assistant", "content": "bad\ufffdbyte"}
+
+
 def test_a_stored_response_is_retrieved_and_deleted(start_worker, client):
     worker = start_worker()
     created = client.responses.create(model=MODEL, input="hi", extra_body=only(worker))
