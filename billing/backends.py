@@ -55,6 +55,7 @@ class LocalLedger:
     """Accounts and credits in our own database (billing/ledger.py)."""
 
     voucher = None
+    holds_completes = False  # no outbox: nothing waits for a verdict to be sent
 
     async def admit(self, caller: auth.Caller, facts: "KeyFacts") -> None:
         if facts.account_id is not None and facts.balance < settings.BILLING_MIN_BALANCE:
@@ -91,6 +92,8 @@ class LocalLedger:
 class RemoteBilling:
     """The original's billing backend at BILLING_URL: `check` before work, `complete`
     after it, through the outbox (billing/outbox.py). Also api.auth's voucher."""
+
+    holds_completes = True  # a verified job's `complete` waits in the outbox for its verdict
 
     @property
     def voucher(self) -> "RemoteBilling":

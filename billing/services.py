@@ -283,6 +283,8 @@ def refund_job(*, job_id: str, reason: str) -> None:
 def send_held_complete(*, job_id: str) -> bool:
     """A remote backend's `complete` for a job that was not refuted: send it, with the
     usage as billed now (the verifier's count). True if one was waiting."""
+    if not backends.active().holds_completes:
+        return False  # the local ledger: nothing was held (and no query to find that out)
     message = OutboxMessage.objects.filter(job__public_id=job_id, state=OutboxMessage.State.HELD).select_related("job__worker").first()
     if message is None:
         return False

@@ -135,10 +135,13 @@ def finish_unavailable(*, job_id: str, reason: str) -> None:
 def _unavailable(verification: Verification, *, reason: str) -> None:
     verification.status, verification.reason, verification.finished_at = Verification.Status.UNAVAILABLE, reason[:300], timezone.now()
     verification.save()
-    job_id = verification.job_id
+    _settle_unavailable(job_id=verification.job_id, worker_id=verification.worker_id)
+
+
+def _settle_unavailable(*, job_id: str, worker_id: int) -> None:
     billing.set_verification(job_id=job_id, status=Verification.Status.UNAVAILABLE)
     billing.send_held_complete(job_id=job_id)
-    if in_good_standing(verification.worker_id):
+    if in_good_standing(worker_id):
         billing.settle_job(job_id=job_id)
 
 
@@ -260,8 +263,14 @@ def worker_address(worker_id: int) -> str:
 
 
 def record_unavailable(*, check: Check, worker_id: int, reason: str) -> None:
-    """start_verification and finish_unavailable at once, in one transaction: for a
-    job nobody connected could verify, known before any verifier is asked."""
+    """A job nobody connected could verify, known before any verifier is asked
+    (every job of a new identity on a network without verifiers): its Verification
+    row is written unavailable at once, in one short transaction. The same outcome
+    as start_verification then finish_unavailable, in five statements instead of
+    eleven on the local ledger."""
     with transaction.atomic():
-        start_verification(check=check, worker_id=worker_id)
-        finish_unavailable(job_id=check.job_id, reason=reason)
+        Verification.objects.create(
+            job_id=check.job_id, worker_id=worker_id, status=Verification.Status.UNAVAILABLE, reason=reason[:300],
+            finished_at=timezone.now(),
+        )
+        _settle_unavailable(job_id=check.job_id, worker_id=worker_id)

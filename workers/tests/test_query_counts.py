@@ -190,11 +190,11 @@ def chat_path(monkeypatch, settings, *, stream: bool):
 # before: the claim's three reads, the connection's row marked busy, then free;
 # then the batch writer's: the trust state (its verification plan), the stats
 # (the count, the proof-of-work compare-and-set, the worker's and the cluster's
-# size bins) and the Job row. Transaction control differs by backend (see
+# size bins in one UPDATE) and the Job row. Transaction control differs by backend (see
 # routing/recorder.py): on SQLite the batch is one transaction with a savepoint
 # each for the job's stats and its record (six statements), on PostgreSQL the
 # stats and the record are two transactions (four).
-CHAT_QUERIES = 3 + 1 + 1 + 1 + 4 + 1 + (6 if connection.vendor == "sqlite" else 4)
+CHAT_QUERIES = 3 + 1 + 1 + 1 + 3 + 1 + (6 if connection.vendor == "sqlite" else 4)
 
 
 def test_a_worker_connect_and_a_chat_job_cost_a_fixed_number_of_queries(monkeypatch, settings, django_assert_num_queries):
@@ -213,3 +213,22 @@ def test_a_streamed_chat_job_costs_what_a_plain_one_does(monkeypatch, settings, 
     with django_assert_num_queries(CHAT_QUERIES):
         db.serve()
     db.finish()
+
+
+def test_a_job_nobody_could_verify_is_recorded_unavailable_in_five_statements(django_assert_num_queries):
+    from routing.models import Job
+    from trust import services as trust
+    from trust.models import Verification
+
+    worker = make_worker()
+    Job.objects.create(public_id="chatcmpl-unverifiable", kind="chat", model=MODEL, worker=worker, status="succeeded", verification="pending")
+    check = trust.Check(
+        job_id="chatcmpl-unverifiable", openai_url="/v1/chat/completions", request={"model": MODEL, "messages": []},
+        completion="hi", finish_reason="stop", need=Need(size=1), seconds=0.1,
+    )
+    # the Verification row, the job's verification state, the worker's standing
+    # (a new identity's earning stays held: nothing to settle, no outbox on the local ledger)
+    with django_assert_num_queries(TRANSACTION + 3):
+        trust.record_unavailable(check=check, worker_id=worker.pk, reason="nobody")
+    assert Verification.objects.get(job_id="chatcmpl-unverifiable").status == "unavailable"
+    assert Job.objects.get(public_id="chatcmpl-unverifiable").verification == "unavailable"
