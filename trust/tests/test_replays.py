@@ -51,6 +51,17 @@ def test_the_same_answer_for_an_unrelated_prompt_is_a_replay_and_for_the_same_or
     assert replays.replayed_job(job_id="j1", request=chat("anything"), completion=answer) == ""  # itself, recorded again
 
 
+def test_a_shared_system_prompt_does_not_make_two_questions_alike():
+    answer = long_answer()
+    system = {"role": "system", "content": "You are the helpful assistant of the Acme store. " * 20}
+
+    def asking(question):
+        return {"model": MODEL, "messages": [system, {"role": "user", "content": question}], **SAMPLED}
+
+    assert replays.replayed_job(job_id="s1", request=asking("Where is my order?"), completion=answer) == ""
+    assert replays.replayed_job(job_id="s2", request=asking("Do you sell umbrellas?"), completion=answer) == "s1"
+
+
 def test_sketches_estimate_how_much_two_prompts_share():
     a = replays.sketch("the quick brown fox jumps over the lazy dog")
     assert replays.alike(a, a) == 1.0
