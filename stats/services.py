@@ -18,7 +18,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Case, DateTimeField, Exists, F, FloatField, Q, Value, When
+from django.db.models import Case, DateTimeField, F, FloatField, Value, When
 from django.db.models.expressions import ExpressionWrapper
 from django.utils import timezone
 
@@ -81,6 +81,7 @@ def record_success(*, worker_id: int, outcome: JobOutcome) -> Recorded:
     if measured is not None:
         kind, bin, sample = measured
         record_sample(worker_id=worker_id, kind=kind, bin=bin, sample=sample, now=now)
+        record_sample(worker_id=None, kind=kind, bin=bin, sample=sample, now=now)
     slow = measured is not None and is_very_slow(outcome, measured[2])
     if slow:
         punish(worker_id=worker_id, reason=Failure.SLOW, now=now)
@@ -151,20 +152,15 @@ def lift_punishment(*, worker_ids: list[int]) -> int:
     return WorkerStats.objects.filter(worker_id__in=worker_ids).update(punished_until=None, updated_at=timezone.now())
 
 
-def record_sample(*, worker_id: int, kind: str, bin: int, sample: float, now: datetime) -> None:
-    """One EMA step for the worker's bin and the cluster's (`worker_id` NULL): one
-    UPDATE for both when both exist, which is every job but a bin's first. The
-    UPDATE steps both or neither (it asks, in the same statement, that both are
-    there), so when one is missing each is upserted on its own, and no row is
-    stepped twice however processes race for a bin's first row."""
+def record_sample(*, worker_id: int | None, kind: str, bin: int, sample: float, now: datetime) -> None:
+    """One EMA step for a worker's bin (or the cluster's, `worker_id=None`)."""
     update = {"value": _ema("value", sample, settings.STATS_EMA_ALPHA), "count": F("count") + 1, "updated_at": now}
-    mine = SizeBin.objects.filter(worker_id=worker_id, kind=kind, bin=bin)
-    cluster = SizeBin.objects.filter(worker_id__isnull=True, kind=kind, bin=bin)
-    both = SizeBin.objects.filter(Q(worker_id=worker_id) | Q(worker_id__isnull=True), Exists(mine), Exists(cluster), kind=kind, bin=bin)
-    if both.update(**update):
-        return
-    for owner in (worker_id, None):
-        _upsert(SizeBin, key={"worker_id": owner, "kind": kind, "bin": bin}, update=update, create={"value": sample, "count": 1, "updated_at": now})
+    _upsert(
+        SizeBin,
+        key={"worker_id": worker_id, "kind": kind, "bin": bin},
+        update=update,
+        create={"value": sample, "count": 1, "updated_at": now},
+    )
 
 
 def sample_of(outcome: JobOutcome) -> tuple[str, int, float] | None:
