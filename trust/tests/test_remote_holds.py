@@ -70,8 +70,9 @@ def test_a_verifiers_payout_is_a_complete_that_bills_nobody(remote_queen, billin
     # What the fake verifier scored: 5 prompt tokens and the answer's 4 words.
     assert payout.body["usage"] == {"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9, "images": 0, "estimated": False}
     assert "pay_to_auth" not in payout.body
-    row = OutboxMessage.objects.get(verified_job__public_id=reply.id)
-    assert row.state == "delivered" and row.job_id is None
+    # The backend has it; the row says so once the sender has its answer.
+    row = wait_for(lambda: OutboxMessage.objects.filter(verified_job__public_id=reply.id, state="delivered").first(), what="the payout's row delivered")
+    assert row.job_id is None
     # The backend never billed the free proof of work, so it pays no verifier for it.
     assert Verification.objects.get(job_id=proof.id).status == "passed"
     assert not completes_for(billing_server, proof.id, kind="verify")
