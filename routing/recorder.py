@@ -62,6 +62,7 @@ class FinishedJob:
     fields: dict[str, Any]  # the Job row, without the proof-of-work flags
     bill_to: str = field(default="", repr=False)
     check: Check | None = field(default=None, repr=False)  # a text job a verifier could re-score
+    trust_state: str = ""  # the worker's, as its claim read it ("": read it when planning)
     verify: bool = False  # set when recorded: start its verification
 
 
@@ -78,7 +79,7 @@ def write_batch(jobs: list[FinishedJob]) -> bool:
 def _write(job: FinishedJob) -> bool:
     fields = dict(job.fields)
     try:
-        job.verify = plan_job(worker_id=job.worker_id, fields=fields, check=job.check)
+        job.verify = plan_job(worker_id=job.worker_id, fields=fields, check=job.check, state=job.trust_state)
     except Exception:
         log.exception("could not plan the verification of job %s", fields["public_id"])
     refuted = fields.get("verification") == Job.Verification.FAILED  # a replay, caught as it is recorded

@@ -335,7 +335,7 @@ def record_job(*, spec: JobSpec, handle: JobHandle, public_id: str, status: str,
             first_token_seconds=first_token,
             already_loaded=handle.claim.already_loaded,
         )
-    recorder.record(FinishedJob(worker_id=handle.claim.worker_id, outcome=outcome, bill_to=spec.caller.bill_to, check=check, fields=dict(
+    recorder.record(FinishedJob(worker_id=handle.claim.worker_id, outcome=outcome, bill_to=spec.caller.bill_to, check=check, trust_state=handle.claim.trust_state, fields=dict(
         public_id=public_id,
         kind=spec.kind,
         model=spec.model.name,

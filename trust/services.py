@@ -71,12 +71,13 @@ def verify_share(state: str) -> float:
     return 0.0
 
 
-def plan_job(*, worker_id: int, fields: dict[str, Any], check: Check | None) -> bool:
+def plan_job(*, worker_id: int, fields: dict[str, Any], check: Check | None, state: str = "") -> bool:
     """Decide, as the job is recorded, whether it is verified (its earning then held
-    until the verdict). Records a usage violation against the worker, and refutes a
+    until the verdict), by the worker's trust `state` when its claim read it (else it
+    is read here). Records a usage violation against the worker, and refutes a
     replay (trust/replays.py) on the spot: `fields["verification"]` says failed, and
     the job is then neither charged nor paid. Returns whether to start a verification."""
-    state = Worker.objects.filter(pk=worker_id).values_list("trust_state", flat=True).first()
+    state = state or Worker.objects.filter(pk=worker_id).values_list("trust_state", flat=True).first()
     if state is None:
         return False
     if fields.get("usage_corrected"):

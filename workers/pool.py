@@ -210,8 +210,8 @@ class MemoryPool:
         if changed:  # a new connection's row says free already
             self.mirror.mark(entry.connection_id, state)
 
-    def _take(self, entry: Live, *, job_id: str, reply_channel: str, model: str) -> Claim:
-        claim = Claim(entry.connection_id, entry.channel_name, entry.worker_id, entry.facts.is_web, entry.current_model == model)
+    def _take(self, entry: Live, *, job_id: str, reply_channel: str, model: str, trust_state: str) -> Claim:
+        claim = Claim(entry.connection_id, entry.channel_name, entry.worker_id, entry.facts.is_web, entry.current_model == model, trust_state)
         entry.job_id, entry.reply_channel, entry.busy_since = job_id, reply_channel, time.monotonic()
         entry.current_model = model or entry.current_model
         self._set(entry, BUSY)
@@ -250,7 +250,7 @@ class MemoryPool:
             # Another claim may have taken it while the standings were read.
             entry = self.live.get(c.connection_id)
             if entry is not None and entry.state == FREE:
-                return self._take(entry, job_id=job_id, reply_channel=reply_channel, model=need.model)
+                return self._take(entry, job_id=job_id, reply_channel=reply_channel, model=need.model, trust_state=standing[entry.worker_id].trust_state)
         return None
 
     @staticmethod
@@ -307,7 +307,9 @@ class MemoryPool:
                 for waiter in waiters:
                     if waiter.job_id in self.waiting and waiter.need.fits_trust(standing.trust_state):
                         self._unqueue(waiter.job_id)
-                        claim = self._take(entry, job_id=waiter.job_id, reply_channel=waiter.reply_channel, model=waiter.need.model)
+                        claim = self._take(
+                            entry, job_id=waiter.job_id, reply_channel=waiter.reply_channel, model=waiter.need.model, trust_state=standing.trust_state,
+                        )
                         return waiter.reply_channel, {"job_id": waiter.job_id, "claim": asdict(claim)}
         if entry.state != AWAY:
             self._set(entry, FREE)

@@ -299,7 +299,10 @@ class RedisPool:
             )
             if won > 0:
                 entry = self.entries[won]
-                claim = Claim(entry.connection_id, entry.channel_name, entry.worker_id, entry.facts.is_web, entry.current_model == need.model)
+                claim = Claim(
+                    entry.connection_id, entry.channel_name, entry.worker_id, entry.facts.is_web, entry.current_model == need.model,
+                    standing[entry.worker_id].trust_state,
+                )
                 entry.current_model = need.model or entry.current_model
                 return claim
             if won == ALL_BUSY:
@@ -421,7 +424,7 @@ class RedisPool:
         self.mirror.mark(connection_id, services.Connection.State.BUSY.value)
         won = won.decode()
         waiting_job, reply, need = next(w for w in waiters if w[0] == won)
-        claim = Claim(connection_id, entry.channel_name, entry.worker_id, entry.facts.is_web, entry.current_model == need.model)
+        claim = Claim(connection_id, entry.channel_name, entry.worker_id, entry.facts.is_web, entry.current_model == need.model, standing.trust_state)
         entry.current_model = need.model or entry.current_model
         return reply, {"job_id": waiting_job, "claim": claim.__dict__}
 

@@ -196,6 +196,9 @@ class Claim:
     worker_id: int
     is_web: bool
     already_loaded: bool
+    # The worker's trust state as the claim read it (its standings): the recorder
+    # plans the job's verification by it instead of reading it again. "" when unknown.
+    trust_state: str = ""
 
 
 def register_connection(*, process_id: int, channel_name: str, info: ConnectInfo, address: str = "") -> tuple[int, int]:

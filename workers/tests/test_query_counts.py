@@ -188,13 +188,13 @@ def chat_path(monkeypatch, settings, *, stream: bool):
 
 # What a chat job costs the database, stream or not, for a worker measured
 # before: the claim's three reads, the connection's row marked busy, then free;
-# then the batch writer's: the trust state (its verification plan), the stats
-# (the count, the proof-of-work compare-and-set, the worker's and the cluster's
-# size bins) and the Job row. Transaction control differs by backend (see
+# then the batch writer's: the stats (the count, the proof-of-work compare-and-set,
+# the worker's and the cluster's size bins) and the Job row. The verification plan
+# reads nothing: the claim's standings gave it the worker's trust state. Transaction control differs by backend (see
 # routing/recorder.py): on SQLite the batch is one transaction with a savepoint
 # each for the job's stats and its record (six statements), on PostgreSQL the
 # stats and the record are two transactions (four).
-CHAT_QUERIES = 3 + 1 + 1 + 1 + 4 + 1 + (6 if connection.vendor == "sqlite" else 4)
+CHAT_QUERIES = 3 + 1 + 1 + 4 + 1 + (6 if connection.vendor == "sqlite" else 4)
 
 
 def test_a_worker_connect_and_a_chat_job_cost_a_fixed_number_of_queries(monkeypatch, settings, django_assert_num_queries):
