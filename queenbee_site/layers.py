@@ -14,7 +14,6 @@ after a minute; finding them up to a second late changes nothing.
 """
 
 import asyncio
-import logging
 import time
 
 from channels.exceptions import ChannelFull
@@ -22,7 +21,7 @@ from channels.layers import InMemoryChannelLayer as ChannelsInMemoryChannelLayer
 from channels_redis.core import BoundedQueue
 from channels_redis.core import RedisChannelLayer as ChannelsRedisChannelLayer
 
-log = logging.getLogger(__name__)
+from runtime.loops import retried
 
 SWEEP_INTERVAL = 1.0
 
@@ -117,14 +116,9 @@ class RedisChannelLayer(ChannelsRedisChannelLayer):
     async def _read(self) -> None:
         process_key = f"specific.{self.client_prefix}!"
         while True:
-            try:
-                channel, message = await self.receive_single(process_key)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.warning("reading this process's channels failed; retrying", exc_info=True)
-                await asyncio.sleep(READ_RETRY_PAUSE)
-                continue
+            channel, message = await retried(
+                lambda: self.receive_single(process_key), pause=READ_RETRY_PAUSE, what="reading this process's channels",
+            )
             for name in channel if isinstance(channel, list) else [channel]:
                 inbox = self._inboxes.get(name)
                 if inbox is not None:  # else its receiver has ended

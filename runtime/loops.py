@@ -1,6 +1,6 @@
 """A per-process loop that does one pass, then waits to be woken or for its
 interval, until it is stopped: the fine-tune scheduler, the trust canaries and
-the billing outbox are each one.
+the billing outbox are each one. And `retried`: one call, tried until it works.
 
 Its `start` and `stop` are what the loop registers with the process runtime.
 A stop lets the pass under way end (a pass holds claims and leases that a
@@ -12,6 +12,9 @@ database or the backend may be back by the next one).
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -71,3 +74,17 @@ class Periodic:
         except TimeoutError:
             pass
         self._wake.clear()
+
+
+async def retried(call: Callable[[], Awaitable[T]], *, pause: float, what: str) -> T:
+    """`call()`'s result, calling it again after `pause` seconds each time it fails
+    (a channel layer's Redis restarting): for readers that must outlive an outage.
+    A cancellation is never retried."""
+    while True:
+        try:
+            return await call()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.warning("%s failed; retrying", what, exc_info=True)
+            await asyncio.sleep(pause)

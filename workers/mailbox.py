@@ -19,12 +19,11 @@ the process serves, before any request can dispatch a job.
 """
 
 import asyncio
-import logging
 from typing import Any
 
 from channels.layers import get_channel_layer
 
-log = logging.getLogger(__name__)
+from runtime.loops import retried
 
 # After a failed receive (Redis restarting), wait this long before trying again.
 RETRY_PAUSE = 0.5
@@ -75,15 +74,7 @@ class Mailbox:
     async def _read(self) -> None:
         layer = get_channel_layer()
         while True:
-            try:
-                message: dict[str, Any] = await layer.receive(self.channel_name)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.warning("reply channel receive failed; retrying", exc_info=True)
-                await asyncio.sleep(RETRY_PAUSE)
-                continue
-            self._route(message)
+            self._route(await retried(lambda: layer.receive(self.channel_name), pause=RETRY_PAUSE, what="reply channel receive"))
 
 
 mailbox = Mailbox()

@@ -14,11 +14,12 @@ through `database_sync_to_async` or `on_db_threads`, which close stale
 connections themselves on the thread that holds them.
 """
 
-import asyncio
 import logging
 
 from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
+
+from runtime.loops import retried
 
 from .liveness import registry
 from .protocol import CLOSE_INTERNAL_ERROR
@@ -31,14 +32,7 @@ LAYER_RETRY_PAUSE = 0.5
 
 def _retrying(receive):
     async def receive_until_it_works():
-        while True:
-            try:
-                return await receive()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.warning("channel layer receive failed; retrying", exc_info=True)
-                await asyncio.sleep(LAYER_RETRY_PAUSE)
+        return await retried(receive, pause=LAYER_RETRY_PAUSE, what="channel layer receive")
 
     return receive_until_it_works
 
