@@ -18,6 +18,6 @@ def record_and_bill(*, fields: dict[str, Any], bill_to: str = "") -> tuple[Job, 
     `public_id` before it could be billed again.
     """
     with transaction.atomic():
-        job = Job.objects.create(**{name: storable(value) if isinstance(value, str) else value for name, value in fields.items()})
+        job = Job.objects.create(**storable(fields))
         queued = job.status == Job.Status.SUCCEEDED and billing.bill_job(job=job, bill_to=bill_to)
     return job, queued

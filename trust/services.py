@@ -82,14 +82,13 @@ def plan_job(*, worker_id: int, fields: dict[str, Any], check: Check | None, sta
         return False
     if fields.get("usage_corrected"):
         strike(worker_id, kind=TrustEvent.Kind.USAGE, job_id=fields["public_id"], detail="reported usage outside what it sent and was asked")
-    if check is not None and fields.get("status") == "succeeded" and (first := replays.replayed_job(
-        job_id=check.job_id, request=check.request, completion=check.completion,
-    )):
+    checkable = check is not None and fields.get("status") == "succeeded"
+    if checkable and (first := replays.replayed_job(job_id=check.job_id, request=check.request, completion=check.completion)):
         fields["verification"] = Verification.Status.FAILED
         strike(worker_id, kind=TrustEvent.Kind.REFUTED, job_id=fields["public_id"], detail=f"replayed the answer of job {first} to another prompt")
         stats.forget_speed(worker_id=worker_id, reason=stats.Failure.REFUTED)
         return False
-    verify = check is not None and fields.get("status") == "succeeded" and _rng.random() < verify_share(state)
+    verify = checkable and _rng.random() < verify_share(state)
     if verify:
         fields["verification"] = Verification.Status.PENDING
     return verify
